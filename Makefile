@@ -1,0 +1,47 @@
+# quantgate — make targets (see README.md).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test unit integration tools system-deps e2e crd manifests bench clean
+
+# Create/refresh .venv/ when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	bash scripts/demo.sh
+
+tools:
+	bash scripts/build-tools.sh
+
+system-deps:
+	bash scripts/system-deps.sh
+
+test: venv tools system-deps
+	$(BIN)/python -m pytest tests -q
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: venv tools
+	$(BIN)/python -m pytest tests/integration -q
+
+e2e: venv tools
+	bash scripts/e2e.sh
+
+crd: venv
+	$(BIN)/quantgate crd -o manifests/crd/modelevaluations.quantgate.io.yaml
+
+bench: venv
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

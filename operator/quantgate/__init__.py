@@ -1,0 +1,3 @@
+"""quantgate: gate promotion of quantized LLMs on lm-eval evidence."""
+
+__version__ = "0.1.0"

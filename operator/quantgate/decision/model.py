@@ -1,0 +1,107 @@
+"""Typed inputs and outputs of the decision rule (DESIGN.md, "Comparison output").
+
+These models are the contract shared by `quantgate compare -o json`, the
+ModelEvaluation status and the metrics. Field names serialise in camelCase
+exactly as DESIGN.md fixes them; Python code uses snake_case.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class CamelModel(BaseModel):
+    """Base: camelCase on the wire, snake_case in Python, unknown keys rejected."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def dump(self) -> dict:
+        """The wire form (camelCase, no unset optionals)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Verdict(str, Enum):
+    """Ordered from best to worst; the final verdict is the worst outcome."""
+
+    SHIP = "Ship"
+    MONITOR = "Monitor"
+    AB_TEST = "ABTest"
+    BLOCK = "Block"
+
+    @property
+    def rank(self) -> int:
+        return list(Verdict).index(self)
+
+    @property
+    def promotable(self) -> bool:
+        return self in (Verdict.SHIP, Verdict.MONITOR)
+
+
+DropMode = Literal["relative", "absolute"]
+Aggregate = Literal["relativeDropOfMean", "meanOfRelativeDrops"]
+PROFILES = ("general", "math-tutoring", "code-help", "general-chat", "summarization")
+Profile = Literal["general", "math-tutoring", "code-help", "general-chat", "summarization"]
+
+
+class Thresholds(CamelModel):
+    """General bounds on the average drop (percent): < ship → Ship, <= monitor → Monitor,
+    <= abTest → ABTest, above → Block."""
+
+    ship: float = Field(1.0, ge=0, description="Average drop below this ships.")
+    monitor: float = Field(3.0, ge=0, description="Average drop up to this ships with monitoring.")
+    ab_test: float = Field(5.0, ge=0, description="Average drop up to this needs an A/B test; above it blocks.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Thresholds":
+        if not (self.ship <= self.monitor <= self.ab_test):
+            raise ValueError(
+                f"thresholds must satisfy 0 <= ship <= monitor <= abTest, got "
+                f"ship={self.ship} monitor={self.monitor} abTest={self.ab_test}"
+            )
+        return self
+
+
+class Policy(CamelModel):
+    """Everything the decision rule takes besides the two result sets."""
+
+    profile: Profile = "general"
+    task_limits: dict[str, float] = Field(default_factory=dict)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    drop_mode: DropMode = "relative"
+    aggregate: Aggregate = "relativeDropOfMean"
+    metrics: dict[str, str] = Field(default_factory=dict, description="Per-task primary metric override.")
+
+
+class Flips(CamelModel):
+    correct_to_incorrect: int
+    incorrect_to_correct: int
+    rate: float
+
+
+class TaskComparison(CamelModel):
+    task: str
+    metric: str
+    baseline: float
+    candidate: float
+    drop: float
+    limit: float | None = None
+    passed: bool
+    n: int | None = None
+    ci95: tuple[float, float] | None = None
+    flips: Flips | None = None
+
+
+class Comparison(CamelModel):
+    verdict: Verdict
+    promotable: bool
+    profile: str
+    aggregate: Aggregate
+    drop_mode: DropMode
+    average_drop: float
+    decisive: bool
+    reasons: list[str]
+    tasks: list[TaskComparison]
