@@ -1,7 +1,9 @@
 """ModelEvaluation v1alpha1: the API types, single source of truth for the CRD.
 
-`quantgate crd` generates manifests/crd/ from these models; the operator, the
-runner and `quantgate evaluate --local` all parse specs with them.
+`quantgate crd` generates manifests/crd/ from these models (descriptions, enums,
+defaults, ranges and the CEL rules below); the operator, the runner and
+`quantgate evaluate --local` all parse specs with them. Descriptions are what
+`kubectl explain modelevaluation.spec...` prints, so write them for users.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from quantgate.decision.model import (
     Aggregate,
@@ -25,51 +27,98 @@ GROUP = "quantgate.io"
 VERSION = "v1alpha1"
 KIND = "ModelEvaluation"
 PLURAL = "modelevaluations"
+SINGULAR = "modelevaluation"
 SHORT_NAME = "meval"
 CATEGORY = "quantgate"
 
 Suite = Literal["leaderboard", "tiny", "local"]
 
+# Tasks the built-in suites run (DESIGN.md) and the tinyBenchmarks task standing for
+# each full benchmark; used by the CEL rules that check profile/taskLimits names.
+SUITE_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k")
+TINY_FOR = {
+    "arc_challenge": "tinyArc",
+    "hellaswag": "tinyHellaswag",
+    "mmlu": "tinyMMLU",
+    "truthfulqa_mc2": "tinyTruthfulQA",
+    "winogrande": "tinyWinogrande",
+    "gsm8k": "tinyGSM8k",
+}
+# The task each built-in profile limits (DESIGN.md "Task-specific limits").
+PROFILE_TASK = {"math-tutoring": "gsm8k", "code-help": "humaneval", "summarization": "mmlu"}
+
+_NAME = dict(min_length=1, max_length=253)
+
+
+def _cel(rule: str, message: str) -> dict:
+    return {"rule": rule, "message": message}
+
+
+def _quoted(items) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
+
 
 class SecretKeyRef(CamelModel):
-    """A key of a Secret in the evaluation's namespace."""
+    """A key of a Secret in the evaluation's namespace. The value reaches the runner as an
+    environment variable; it never appears in status, results, events or logs."""
 
-    name: str = Field(description="Secret name.")
-    key: str = Field("api-key", description="Key within the Secret.")
+    name: str = Field(description="Secret name.", **_NAME)
+    key: str = Field("api-key", description="Key within the Secret.", min_length=1, max_length=253)
 
 
 class InferenceServiceRef(CamelModel):
-    """A KServe InferenceService serving the model over the OpenAI API."""
+    """A KServe InferenceService (serving.kserve.io/v1beta1) serving the model over the OpenAI API."""
 
-    name: str = Field(description="InferenceService name (its namespace is the evaluation's).")
+    name: str = Field(description="InferenceService name, in the evaluation's namespace.", **_NAME)
+    model: str | None = Field(None, description="Served model name; default: the InferenceService name.")
+    api_key_secret_ref: SecretKeyRef | None = Field(None, description="Bearer token for the endpoint.")
 
 
 class Endpoint(CamelModel):
     """An OpenAI-compatible endpoint (vLLM, KServe, any gateway)."""
 
-    url: str = Field(description="Base URL, e.g. http://llm.models.svc:8000 (…/v1 or …/openai/v1 detected).")
+    url: str = Field(
+        description="Base URL, e.g. http://llm.models.svc:8000 (the /v1 or /openai/v1 prefix is detected).",
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://",
+    )
     model: str | None = Field(None, description="Served model name; default: what /v1/models lists.")
     api_key_secret_ref: SecretKeyRef | None = Field(None, description="Bearer token for the endpoint.")
 
 
 class VllmEngine(CamelModel):
-    """Load the model inside the runner Job with lm-eval's vLLM engine (GPU nodes)."""
+    """Load the model inside the runner Job with lm-eval's in-process vLLM engine (GPU nodes)."""
 
-    model_path: str | None = Field(None, description="Path or Hugging Face id of the weights.")
+    model_path: str = Field(
+        description="Hugging Face id, or path of the weights (inside the PVC when pvc is set).",
+        min_length=1,
+        max_length=1024,
+    )
     pvc: str | None = Field(None, description="PersistentVolumeClaim holding the weights, mounted read-only.")
-    tensor_parallel_size: int = Field(1, ge=1, le=16, description="GPUs per model.")
+    tensor_parallel_size: int = Field(1, ge=1, le=16, description="GPUs per model (nvidia.com/gpu requested).")
     quantization: str | None = Field(None, description="vLLM quantization method (awq, gptq, fp8, ...).")
     dtype: str = Field("auto", description="vLLM dtype.")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
 
 
-class ModelSource(CamelModel):
-    """One model variant. Exactly one of inferenceServiceRef, endpoint, vllm."""
+_ONE_SOURCE = _cel(
+    "[has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm)].filter(x, x).size() == 1",
+    "a model needs exactly one of inferenceServiceRef, endpoint, vllm",
+)
 
-    inference_service_ref: InferenceServiceRef | None = None
-    endpoint: Endpoint | None = None
-    vllm: VllmEngine | None = None
-    size: str | None = Field(None, description="Model size shown in reports, e.g. 4.6Gi.")
+
+class ModelSource(CamelModel):
+    """One model variant: exactly one of inferenceServiceRef, endpoint, vllm."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_SOURCE]})
+
+    inference_service_ref: InferenceServiceRef | None = Field(
+        None, description="A KServe InferenceService in this namespace (waits until it is Ready)."
+    )
+    endpoint: Endpoint | None = Field(None, description="An OpenAI-compatible endpoint URL.")
+    vllm: VllmEngine | None = Field(None, description="Run the model inside the Job with vLLM (needs GPUs).")
+    size: str | None = Field(None, description="Model size shown in reports, e.g. 4.6Gi.", max_length=32)
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "ModelSource":
@@ -78,47 +127,142 @@ class ModelSource(CamelModel):
             raise ValueError("a model needs exactly one of inferenceServiceRef, endpoint, vllm")
         return self
 
+    def describe(self) -> str:
+        """Short, secret-free name for printer columns and reports."""
+        if self.inference_service_ref:
+            return self.inference_service_ref.name
+        if self.endpoint:
+            return self.endpoint.model or self.endpoint.url
+        assert self.vllm is not None
+        return (self.vllm.model_path or self.vllm.pvc or "vllm").rsplit("/", 1)[-1]
+
 
 class BaselineSource(ModelSource):
+    """The reference (usually full-precision) model."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_SOURCE]})
+
     results_from: str | None = Field(
-        None, description="Reuse the baseline results of this finished ModelEvaluation (same namespace)."
+        None,
+        description="Reuse the baseline results of this Succeeded ModelEvaluation (same namespace) "
+        "instead of running the baseline again.",
+        max_length=253,
     )
 
 
 class TaskSpec(CamelModel):
     """One lm-eval task with its settings."""
 
-    name: str = Field(description="lm-eval task or group name, e.g. gsm8k, mmlu, tinyGSM8k.")
-    num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples; default: the task's own.")
-    limit: int | None = Field(None, ge=1, description="Evaluate only the first N documents (never for tiny tasks).")
-    metric: str | None = Field(None, description="Primary metric override, e.g. 'acc,none'.")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("!(self.name.startsWith('tiny') && has(self.limit))",
+                     "tinyBenchmarks tasks are already subsampled: remove limit"),
+            ]
+        }
+    )
+
+    name: str = Field(description="lm-eval task or group name, e.g. gsm8k, mmlu, tinyGSM8k.", min_length=1,
+                      max_length=128)
+    num_fewshot: int | None = Field(None, ge=0, le=64, description="Few-shot examples; default: the task's own.")
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N documents (tests, smoke runs).")
+    metric: str | None = Field(None, description="Primary metric override, e.g. 'acc,none'.", max_length=128)
+
+
+class ResourceRequirements(CamelModel):
+    """Runner container resources (Kubernetes quantities)."""
+
+    requests: dict[str, int | str] | None = Field(None, description="e.g. {cpu: 1, memory: 2Gi}.")
+    limits: dict[str, int | str] | None = Field(None, description="e.g. {memory: 4Gi}.")
+
+
+class Toleration(CamelModel):
+    """A Kubernetes toleration for the runner pod."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
 
 
 class RunnerSpec(CamelModel):
     """How the runner Job runs."""
 
-    image: str | None = Field(None, description="Runner image; default: the operator's.")
-    resources: dict | None = Field(None, description="Container resources (requests/limits).")
-    node_selector: dict[str, str] | None = None
-    tolerations: list[dict] | None = None
+    image: str | None = Field(None, description="Runner image; default: the operator's runner image.")
+    resources: ResourceRequirements | None = Field(None, description="Runner container resources.")
+    node_selector: dict[str, str] | None = Field(None, description="Node labels the runner pod must match.")
+    tolerations: list[Toleration] | None = Field(None, description="Tolerations of the runner pod.", max_length=32)
     concurrency: int = Field(32, ge=1, le=1024, description="Requests in flight per model endpoint.")
-    timeout_seconds: int = Field(3600, ge=60, description="Job activeDeadlineSeconds.")
-    backoff_limit: int = Field(1, ge=0, le=10, description="Job retries.")
+    timeout_seconds: int = Field(3600, ge=30, le=7 * 86400, description="Job activeDeadlineSeconds.")
+    backoff_limit: int = Field(1, ge=0, le=10, description="Job retries before the evaluation fails.")
+
+
+def _spec_rules() -> list[dict]:
+    rules = [
+        _cel("!(has(self.suite) && has(self.tasks))", "give either suite or tasks, not both"),
+    ]
+    names_ok = _quoted(SUITE_TASKS + tuple(TINY_FOR.values()))
+    tiny = "{" + ", ".join(f"'{k}': '{v}'" for k, v in TINY_FOR.items()) + "}"
+    rules.append(
+        _cel(
+            "!has(self.taskLimits) || (has(self.tasks) ? self.taskLimits.all(k, self.tasks.exists(t, t.name == k)"
+            f" || (k in {tiny} && self.tasks.exists(t, t.name == {tiny}[k]))) : self.taskLimits.all(k, k in {names_ok}))",
+            "taskLimits may only name tasks the evaluation runs",
+        )
+    )
+    for profile, task in PROFILE_TASK.items():
+        names = [task] + ([TINY_FOR[task]] if task in TINY_FOR else [])
+        listed = f"(has(self.tasks) && self.tasks.exists(t, t.name in {_quoted(names)}))"
+        # every built-in suite runs gsm8k and mmlu (or their tiny versions); none runs humaneval
+        in_suite = " || !has(self.tasks)" if task in SUITE_TASKS else ""
+        rules.append(
+            _cel(
+                f"self.profile != '{profile}' || {listed}{in_suite}",
+                f"profile {profile} limits {task}: list {' or '.join(names)} among the tasks",
+            )
+        )
+    return rules
 
 
 class ModelEvaluationSpec(CamelModel):
-    """Evaluate a candidate (quantized) model against its baseline and decide."""
+    """Evaluate a candidate (quantized) model against its baseline with lm-eval and decide
+    whether it may be promoted (Ship, Monitor, ABTest or Block)."""
 
-    baseline: BaselineSource
-    candidate: ModelSource
-    suite: Suite | None = Field(None, description="Named task suite; default leaderboard unless tasks are listed.")
-    tasks: list[TaskSpec] | None = Field(None, description="Explicit tasks instead of a suite.")
-    profile: Profile = Field("general", description="Use-case profile with stricter task limits.")
-    task_limits: dict[str, float] | None = Field(None, description="Per-task drop limits in percent.")
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-    drop_mode: DropMode = "relative"
-    aggregate: Aggregate = "relativeDropOfMean"
-    runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _spec_rules()})
+
+    baseline: BaselineSource = Field(description="The reference model, usually full precision.")
+    candidate: ModelSource = Field(description="The compressed/quantized model that wants promotion.")
+    suite: Suite | None = Field(
+        None, description="Named task suite (leaderboard, tiny, local); default leaderboard unless tasks are listed."
+    )
+    tasks: list[TaskSpec] | None = Field(None, description="Explicit tasks instead of a suite.", min_length=1,
+                                         max_length=64)
+    profile: Profile = Field("general", description="Use-case profile adding task-specific drop limits.")
+    task_limits: dict[str, float] | None = Field(
+        None,
+        description="Per-task drop limits in percent, e.g. {gsm8k: 2}; a drop >= its limit blocks.",
+        max_length=64,
+    )
+    thresholds: Thresholds = Field(
+        default_factory=Thresholds,
+        description="General bounds on the average drop (percent): below ship → Ship, up to monitor → "
+        "Monitor, up to abTest → ABTest, above → Block.",
+        json_schema_extra={
+            "default": {},
+            "x-kubernetes-validations": [
+                _cel("self.ship <= self.monitor && self.monitor <= self.abTest",
+                     "thresholds must satisfy ship <= monitor <= abTest"),
+            ],
+        },
+    )
+    drop_mode: DropMode = Field("relative", description="relative: percent of the baseline; absolute: points.")
+    aggregate: Aggregate = Field(
+        "relativeDropOfMean", description="How the average drop is formed from the per-task scores."
+    )
+    runner: RunnerSpec = Field(
+        default_factory=RunnerSpec, description="Runner Job settings.", json_schema_extra={"default": {}}
+    )
 
     @model_validator(mode="after")
     def _suite_or_tasks(self) -> "ModelEvaluationSpec":
@@ -126,8 +270,14 @@ class ModelEvaluationSpec(CamelModel):
             raise ValueError("give either suite or tasks, not both")
         return self
 
+    @property
+    def effective_suite(self) -> str | None:
+        return None if self.tasks else (self.suite or "leaderboard")
+
 
 class Phase(str, Enum):
+    """Where the evaluation of the current generation stands."""
+
     PENDING = "Pending"
     WAITING_FOR_ENDPOINTS = "WaitingForEndpoints"
     RUNNING = "Running"
@@ -136,26 +286,50 @@ class Phase(str, Enum):
 
 
 class Condition(CamelModel):
+    """Evaluated: results for the current generation exist. Promotable: the verdict is Ship or Monitor."""
+
     type: Literal["Evaluated", "Promotable"]
     status: Literal["True", "False", "Unknown"]
-    reason: str
+    reason: str = Field(description="CamelCase reason.")
     message: str = ""
-    last_transition_time: str | None = None
+    last_transition_time: str | None = Field(None, description="RFC 3339 time the status last changed.")
     observed_generation: int | None = None
+
+
+class Models(CamelModel):
+    """Short, secret-free names of the evaluated models (printer columns)."""
+
+    baseline: str | None = None
+    candidate: str | None = None
+
+
+class ResultsRef(CamelModel):
+    """ConfigMaps (this namespace) holding each role's compact lm-eval results."""
+
+    baseline: str | None = None
+    candidate: str | None = None
+    baseline_reused: bool | None = Field(None, description="The baseline results came from an earlier run.")
 
 
 class ModelEvaluationStatus(CamelModel):
+    """Observed state, written only by the operator. Verdict fields always belong to observedGeneration."""
+
     phase: Phase | None = None
-    verdict: Verdict | None = None
-    promotable: bool | None = None
-    average_drop: float | None = None
-    decisive: bool | None = None
-    reasons: list[str] | None = None
-    tasks: list[TaskComparison] | None = None
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = None
-    job_name: str | None = None
-    results_ref: str | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    message: str | None = None
+    reason: str | None = Field(None, description="CamelCase reason for the phase, e.g. Queued, EndpointTimeout.")
+    message: str | None = Field(None, description="Human-readable detail for the phase.")
+    observed_generation: int | None = Field(None, description="The spec generation this status describes.")
+    models: Models | None = None
+    verdict: Verdict | None = Field(None, description="Ship, Monitor, ABTest or Block; absent unless Succeeded.")
+    promotable: bool | None = Field(None, description="True only for Ship and Monitor.")
+    profile: str | None = None
+    average_drop: float | None = Field(None, description="Average accuracy drop in percent.")
+    decisive: bool | None = Field(None, description="The verdict holds across the drops' 95% intervals.")
+    reasons: list[str] | None = Field(None, description="The rules and numbers that decided the verdict.")
+    tasks: list[TaskComparison] | None = Field(None, description="Per-task scores, drops, limits and flips.")
+    conditions: list[Condition] | None = Field(
+        None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+    )
+    job_name: str | None = Field(None, description="The runner Job of observedGeneration.")
+    results_ref: ResultsRef | None = None
+    started_at: str | None = Field(None, description="When the evaluation of observedGeneration started.")
+    finished_at: str | None = Field(None, description="When it reached Succeeded or Failed.")

@@ -1,0 +1,164 @@
+"""Generate the ModelEvaluation CRD from the pydantic models.
+
+pydantic emits JSON Schema 2020-12; the apiserver wants a *structural* OpenAPI v3
+schema: every node typed, no $ref, no anyOf-with-null for optional fields (optional
+simply means "not required"), no additionalProperties: false, boolean
+exclusiveMinimum. `structural()` rewrites one into the other; anything it does not
+understand raises, so a new field type cannot silently produce a schema the
+apiserver rejects.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import yaml
+
+from quantgate.api import v1alpha1 as api
+
+_DROP = {"title", "additionalProperties", "$defs"}
+
+
+def _resolve(node: dict, defs: dict) -> dict:
+    if "$ref" in node:
+        target = copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]])
+        extra = {k: v for k, v in node.items() if k != "$ref"}
+        target.update(extra)  # the field's description/default win over the model's
+        return target
+    return node
+
+
+def structural(node: dict, defs: dict) -> dict:
+    """One pydantic schema node → a structural OpenAPI v3 node."""
+    node = _resolve(node, defs)
+    if "anyOf" in node:
+        options = [_resolve(o, defs) for o in node["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if rest.get("default", 0) is None:
+            rest.pop("default")
+        types = sorted(o.get("type") for o in options)
+        if len(options) == 1:
+            merged = {**options[0], **rest}
+            return structural(merged, defs)
+        if types == ["integer", "string"]:
+            return {**{k: v for k, v in rest.items() if k in ("description", "default")},
+                    "x-kubernetes-int-or-string": True}
+        raise ValueError(f"cannot express anyOf {types} structurally")
+    if node.get("default", 0) is None:
+        node = {k: v for k, v in node.items() if k != "default"}
+    out: dict = {}
+    kind = node.get("type")
+    if kind is None and "enum" in node:
+        kind = "string"
+    if kind is None and "const" in node:
+        kind, node = "string", {**node, "enum": [node["const"]]}
+    if kind is None:
+        raise ValueError(f"untyped schema node: {node}")
+    out["type"] = kind
+    if "description" in node:
+        out["description"] = " ".join(node["description"].split())
+    for key in ("enum", "default", "minimum", "maximum", "minLength", "maxLength", "pattern",
+                "minItems", "maxItems", "format"):
+        if key in node:
+            out[key] = node[key]
+    for key, bool_key, base in (("exclusiveMinimum", "exclusiveMinimum", "minimum"),
+                                ("exclusiveMaximum", "exclusiveMaximum", "maximum")):
+        if key in node:
+            out[base] = node[key]
+            out[bool_key] = True
+    for key in node:
+        if key.startswith("x-kubernetes-"):
+            out[key] = node[key]
+    if kind == "object":
+        props = node.get("properties")
+        if props:
+            out["properties"] = {name: structural(sub, defs) for name, sub in props.items()}
+            if node.get("required"):
+                out["required"] = list(node["required"])
+        elif isinstance(node.get("additionalProperties"), dict):
+            out["additionalProperties"] = structural(node["additionalProperties"], defs)
+        else:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        if "maxLength" in out:  # dict fields: pydantic's max_length means entries
+            out["maxProperties"] = out.pop("maxLength")
+    if kind == "array":
+        if "prefixItems" in node:
+            first = structural(node["prefixItems"][0], defs)
+            out["items"] = first
+        else:
+            out["items"] = structural(node["items"], defs)
+    return out
+
+
+def _schema_of(model) -> dict:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return structural(raw, raw.get("$defs", {}))
+
+
+def openapi_schema() -> dict:
+    spec = _schema_of(api.ModelEvaluationSpec)
+    status = _schema_of(api.ModelEvaluationStatus)
+    return {
+        "type": "object",
+        "description": "A candidate model evaluated against its baseline; the verdict gates promotion.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion of this object (quantgate.io/v1alpha1)."},
+            "kind": {"type": "string", "description": "Kind of this object (ModelEvaluation)."},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+
+
+PRINTER_COLUMNS = [
+    {"name": "Baseline", "type": "string", "jsonPath": ".status.models.baseline"},
+    {"name": "Candidate", "type": "string", "jsonPath": ".status.models.candidate"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
+    {"name": "Avg Drop", "type": "number", "jsonPath": ".status.averageDrop", "format": "float"},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+    {"name": "Job", "type": "string", "jsonPath": ".status.jobName", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def crd() -> dict:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{api.PLURAL}.{api.GROUP}",
+            "labels": {"app.kubernetes.io/name": "quantgate", "app.kubernetes.io/part-of": "quantgate"},
+        },
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": [api.SHORT_NAME],
+                "categories": [api.CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated by `quantgate crd` from operator/quantgate/api/v1alpha1.py. Do not edit.\n"
+
+
+def render() -> str:
+    return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=120, allow_unicode=True)

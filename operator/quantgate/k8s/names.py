@@ -1,0 +1,60 @@
+"""Names and labels shared by the operator, the runner Job and the results channel.
+
+Everything here is deterministic so that a restarted operator finds the objects
+it made before (create-if-absent, never a second Job for one generation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from quantgate.api.v1alpha1 import GROUP, KIND, VERSION
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "quantgate"
+LABEL_EVALUATION = f"{GROUP}/evaluation"
+LABEL_GENERATION = f"{GROUP}/generation"
+LABEL_ROLE = f"{GROUP}/role"
+LABEL_RESULTS = f"{GROUP}/results"
+LABEL_BASELINE_KEY = f"{GROUP}/baseline-key"
+LABEL_RUNS_BASELINE = f"{GROUP}/runs-baseline"
+
+# Environment the runner Job hands to `quantgate run` so the results it publishes
+# are owned by (and garbage-collected with) the ModelEvaluation.
+ENV_OWNER_NAME = "QUANTGATE_OWNER_NAME"
+ENV_OWNER_UID = "QUANTGATE_OWNER_UID"
+ENV_BASELINE_KEY = "QUANTGATE_BASELINE_KEY"
+ENV_API_KEY = "QUANTGATE_API_KEY"
+
+ROLES = ("baseline", "candidate")
+_MAX_NAME = 63  # Job names become pod label values
+
+
+def _dns_label(text: str, limit: int) -> str:
+    text = re.sub(r"[^a-z0-9-]", "-", text.lower()).strip("-")
+    return text[:limit].rstrip("-") or "x"
+
+
+def job_name(evaluation: str, generation: int) -> str:
+    """`<evaluation>-g<generation>-<hash>`: unique per (evaluation, generation), <= 63 chars."""
+    digest = hashlib.sha256(f"{evaluation}/{generation}".encode()).hexdigest()[:5]
+    suffix = f"-g{generation}-{digest}"
+    return _dns_label(evaluation, _MAX_NAME - len(suffix)) + suffix
+
+
+def results_name(job: str, role: str) -> str:
+    """Name of the (head) results ConfigMap a role of a Job publishes."""
+    return f"{job}-{role}"
+
+
+def owner_reference(name: str, uid: str) -> dict:
+    """ownerReference to a ModelEvaluation: deleting it deletes what it owns."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

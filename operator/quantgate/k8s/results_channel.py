@@ -1,0 +1,227 @@
+"""The results channel: run results travel from the runner Job to the operator in ConfigMaps.
+
+Layout (one role of one Job):
+
+* parts ``<name>-part-1`` … ``<name>-part-N`` (only when the payload is larger than
+  one ConfigMap may hold), then the head ``<name>`` written LAST. The head carries the
+  part count and a SHA-256 of the whole payload, so its existence means "complete".
+* payload = gzip(JSON of ``RunResults.to_compact()``): aggregate scores and
+  per-question correctness, not raw samples. Full MMLU (14,042 items) fits in one
+  ConfigMap after compression; the split is the safety net for bigger suites.
+* every ConfigMap is labelled with the evaluation and role and owned by the
+  ModelEvaluation (ownerReference), so deleting the evaluation deletes them.
+
+Only the runner ServiceAccount may create these; only the operator reads them.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from quantgate.errors import QuantgateError
+from quantgate.k8s import names
+
+KEY = "results.json.gz"
+PART_BYTES = 900 * 1024  # ConfigMaps hold at most 1 MiB of data; leave room for metadata
+ANN_PARTS = "quantgate.io/parts"
+ANN_SHA256 = "quantgate.io/sha256"
+ANN_FORMAT = "quantgate.io/format"
+FORMAT = "compact-json+gzip"
+
+
+class ResultsError(QuantgateError):
+    """Results missing, incomplete or malformed (the evaluation fails closed)."""
+
+    exit_code = 3
+
+
+# ---- pure: payload <-> ConfigMaps ------------------------------------------------------
+
+
+def encode(compact) -> bytes:
+    """gzip(JSON) of a compact result document (mtime 0: same input, same bytes)."""
+    raw = json.dumps(compact, separators=(",", ":"), sort_keys=True).encode()
+    return gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+def decode(payload: bytes):
+    try:
+        return json.loads(gzip.decompress(payload))
+    except (OSError, EOFError, ValueError) as exc:
+        raise ResultsError(f"results payload is not gzip JSON: {exc}") from None
+
+
+def split(payload: bytes, part_bytes: int = PART_BYTES) -> list[bytes]:
+    return [payload[i : i + part_bytes] for i in range(0, len(payload), part_bytes)] or [b""]
+
+
+def part_name(name: str, index: int) -> str:
+    return name if index == 0 else f"{name}-part-{index}"
+
+
+def build_configmaps(
+    payload: bytes,
+    *,
+    namespace: str,
+    name: str,
+    role: str,
+    evaluation: str | None = None,
+    owner_uid: str | None = None,
+    extra_labels: dict[str, str] | None = None,
+    part_bytes: int = PART_BYTES,
+) -> list[dict]:
+    """The ConfigMaps for one payload, parts first and the head (index 0) last."""
+    chunks = split(payload, part_bytes)
+    labels = {names.MANAGED_BY: names.MANAGER, names.LABEL_ROLE: role, **(extra_labels or {})}
+    if evaluation:
+        labels[names.LABEL_EVALUATION] = evaluation
+    owners = [names.owner_reference(evaluation, owner_uid)] if evaluation and owner_uid else []
+    out = []
+    for index, chunk in enumerate(chunks):
+        meta = {"name": part_name(name, index), "namespace": namespace, "labels": dict(labels)}
+        if owners:
+            meta["ownerReferences"] = owners
+        if index == 0:
+            meta["labels"][names.LABEL_RESULTS] = "true"
+            meta["annotations"] = {
+                ANN_PARTS: str(len(chunks)),
+                ANN_SHA256: hashlib.sha256(payload).hexdigest(),
+                ANN_FORMAT: FORMAT,
+            }
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": meta,
+                "binaryData": {KEY: base64.b64encode(chunk).decode()},
+                "immutable": True,
+            }
+        )
+    return out[1:] + out[:1]
+
+
+def _binary(cm) -> bytes:
+    data = (cm.get("binaryData") if isinstance(cm, dict) else cm.binary_data) or {}
+    if KEY not in data:
+        raise ResultsError(f"results ConfigMap lacks key {KEY}")
+    return base64.b64decode(data[KEY])
+
+
+def _annotations(cm) -> dict:
+    meta = cm["metadata"] if isinstance(cm, dict) else cm.metadata
+    return (meta.get("annotations") if isinstance(meta, dict) else meta.annotations) or {}
+
+
+def assemble(head, parts: list) -> bytes:
+    """Payload from the head ConfigMap and its parts (in order), checksum verified."""
+    ann = _annotations(head)
+    try:
+        count = int(ann.get(ANN_PARTS, "1"))
+    except ValueError:
+        raise ResultsError("results ConfigMap has a malformed part count") from None
+    if len(parts) != count - 1:
+        raise ResultsError(f"results incomplete: {len(parts) + 1} of {count} parts present")
+    payload = _binary(head) + b"".join(_binary(p) for p in parts)
+    if hashlib.sha256(payload).hexdigest() != ann.get(ANN_SHA256):
+        raise ResultsError("results checksum mismatch (corrupt or partial upload)")
+    return payload
+
+
+# ---- I/O: the runner publishes, the operator reads ------------------------------------
+
+
+def _to_compact_document(run_dir: Path):
+    from quantgate.lmeval.results import load_run
+
+    return load_run(Path(run_dir)).to_compact()
+
+
+def publish_run(run_dir: Path, namespace: str, name: str, role: str) -> None:
+    """Store a complete run's compact results in ConfigMap(s) ``namespace/name``.
+
+    Called by ``quantgate run --publish-configmap NS/NAME --role R`` inside the
+    runner Job. The owner (the ModelEvaluation) comes from the Job's environment
+    (QUANTGATE_OWNER_NAME / QUANTGATE_OWNER_UID); outside a Job it is unowned.
+    Idempotent: a retried pod finds the ConfigMaps already there and replaces them.
+    """
+    if role not in names.ROLES:
+        raise ValueError(f"role must be one of {names.ROLES}, got {role!r}")
+    payload = encode(_to_compact_document(run_dir))
+    extra = {}
+    if role == "baseline" and os.environ.get(names.ENV_BASELINE_KEY):
+        extra[names.LABEL_BASELINE_KEY] = os.environ[names.ENV_BASELINE_KEY]
+    cms = build_configmaps(
+        payload,
+        namespace=namespace,
+        name=name,
+        role=role,
+        evaluation=os.environ.get(names.ENV_OWNER_NAME),
+        owner_uid=os.environ.get(names.ENV_OWNER_UID),
+        extra_labels=extra,
+    )
+    from quantgate.k8s.client import core_v1
+
+    write_configmaps(core_v1(), cms)
+
+
+def write_configmaps(core, cms: list[dict]) -> None:
+    """Create each ConfigMap; on a retry (409) replace it (immutable ones: delete, create)."""
+    from kubernetes.client.exceptions import ApiException
+
+    for cm in cms:
+        ns, nm = cm["metadata"]["namespace"], cm["metadata"]["name"]
+        try:
+            core.create_namespaced_config_map(ns, cm)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            core.delete_namespaced_config_map(nm, ns)
+            core.create_namespaced_config_map(ns, cm)
+
+
+def read_payload(core, namespace: str, name: str) -> bytes:
+    """The verified payload behind head ConfigMap ``namespace/name`` (ResultsError if absent)."""
+    from kubernetes.client.exceptions import ApiException
+
+    def get(n):
+        try:
+            return core.read_namespaced_config_map(n, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise ResultsError(f"results ConfigMap {namespace}/{n} not found") from None
+            raise
+
+    head = get(name)
+    try:
+        count = int(_annotations(head).get(ANN_PARTS, "1"))
+    except ValueError:
+        raise ResultsError("results ConfigMap has a malformed part count") from None
+    parts = [get(part_name(name, i)) for i in range(1, count)]
+    return assemble(head, parts)
+
+
+def read_compact(core, namespace: str, name: str):
+    return decode(read_payload(core, namespace, name))
+
+
+def read_results(core, namespace: str, name: str):
+    """The RunResults published under ``namespace/name`` (ResultsError when missing or malformed)."""
+    from quantgate.lmeval.results import RunResults
+
+    compact = read_compact(core, namespace, name)
+    try:
+        return RunResults.from_compact(compact)
+    except QuantgateError:
+        raise
+    except Exception as exc:  # malformed document: fail closed with a readable reason
+        raise ResultsError(f"results in {namespace}/{name} are malformed: {exc}") from None
+
+
+def b64size(payload: bytes) -> int:
+    """Bytes the payload occupies on the wire (base64), for logging and tests."""
+    return len(base64.b64encode(payload))
