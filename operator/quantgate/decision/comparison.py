@@ -1,0 +1,193 @@
+"""compare(): two RunResults and a Policy → Comparison (pure; stable interface)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quantgate.decision.model import Comparison, Policy, TaskComparison, Verdict
+from quantgate.decision.paired import interval, pair, unpaired_se
+from quantgate.decision.rule import (
+    PROFILE_AVERAGE_LIMITS,
+    PROFILE_TASK_LIMITS,
+    Limit,
+    Rule,
+    decide,
+    task_drop,
+    unit,
+)
+from quantgate.decision.tasks import TINY, canonical, primary_metric
+from quantgate.errors import InputError
+from quantgate.lmeval.results import RunResults
+
+
+@dataclass
+class _Row:
+    task: str
+    metric: str
+    baseline: float
+    candidate: float
+    drop: float
+    n: int | None
+    ci: tuple[float, float] | None
+    flips: object | None
+
+
+def _names(tasks) -> str:
+    return ", ".join(sorted(tasks))
+
+
+def _check_same_tasks(b: list[str], c: list[str]) -> None:
+    only_b, only_c = set(b) - set(c), set(c) - set(b)
+    if only_b or only_c:
+        parts = []
+        if only_b:
+            parts.append(f"only in baseline: {_names(only_b)}")
+        if only_c:
+            parts.append(f"only in candidate: {_names(only_c)}")
+        raise InputError(f"the runs evaluated different tasks ({'; '.join(parts)}); evaluate both on the same tasks")
+    if not b:
+        raise InputError("the results contain no tasks to compare")
+
+
+def _check_setup(tasks: list[str], b: RunResults, c: RunResults, allow_mismatch: bool, warnings: list[str]) -> None:
+    """Few-shot counts and sample counts/limits must agree, or be allowed with a warning."""
+    problems = []
+    for t in tasks:
+        bs, cs = b.n_shot(t), c.n_shot(t)
+        diff = sorted(k for k in set(bs) | set(cs) if bs.get(k) != cs.get(k))
+        if diff:
+            problems.append("few-shot counts differ: " + ", ".join(f"{k} {bs.get(k)} vs {cs.get(k)}" for k in diff))
+    if b.limit != c.limit:
+        problems.append(f"limit differs: {b.limit} vs {c.limit}")
+    for t in tasks:
+        bn, cn = b.tasks[t].n, c.tasks[t].n
+        if bn is not None and cn is not None and bn != cn:
+            problems.append(f"sample counts differ: {t} n={bn} vs {cn}")
+    if not problems:
+        return
+    text = "; ".join(problems) + " (baseline vs candidate)"
+    if not allow_mismatch:
+        raise InputError(f"{text}; rerun both with the same settings or pass --allow-mismatch")
+    warnings.append(f"warning: {text}; compared anyway (--allow-mismatch)")
+
+
+def _limits(policy: Policy, tasks: list[str]) -> dict[str, Limit]:
+    """Profile and explicit limits keyed by the task names in the results."""
+    by_canonical: dict[str, list[str]] = {}
+    for t in tasks:
+        by_canonical.setdefault(canonical(t), []).append(t)
+    out: dict[str, Limit] = {}
+    for bench, value in PROFILE_TASK_LIMITS[policy.profile].items():
+        found = by_canonical.get(bench)
+        if not found:
+            tiny = [k for k, v in TINY.items() if v == bench]
+            also = f" (or {', '.join(tiny)})" if tiny else ""
+            raise InputError(f"profile {policy.profile} needs task {bench}{also} in the results, which lack it; "
+                             "evaluate it or choose another profile")
+        for t in found:
+            out[t] = Limit(value, f"profile {policy.profile}")
+    for name, value in policy.task_limits.items():
+        found = [name] if name in tasks else by_canonical.get(name)
+        if not found:
+            raise InputError(f"task limit for {name}: no such task in the results (tasks: {_names(tasks)})")
+        for t in found:
+            out[t] = Limit(float(value), "task limit")
+    return out
+
+
+def _score(run: RunResults, task: str, metric: str, which: str) -> float:
+    value = run.tasks[task].metrics.get(metric)
+    if value is None:
+        have = ", ".join(sorted(run.tasks[task].metrics)) or "none"
+        raise InputError(f"{which} results for task {task} lack metric {metric} (has: {have}); "
+                         "check the task's output or override its metric")
+    return value
+
+
+def _row(task: str, b: RunResults, c: RunResults, policy: Policy, allow_mismatch: bool, warnings: list[str]) -> _Row:
+    metric = primary_metric(task, b.tasks[task].metrics, policy.metrics)
+    bv, cv = _score(b, task, metric, "baseline"), _score(c, task, metric, "candidate")
+    hib = b.higher_is_better(task, metric)
+    if policy.drop_mode == "relative" and bv == 0:
+        raise InputError(f"task {task}: baseline {metric} is 0, so a relative drop is undefined; "
+                         "use --drop-mode absolute or check the baseline run")
+    drop = task_drop(bv, cv, hib, policy.drop_mode)
+    paired = pair(task, metric, b, c, hib, allow_mismatch=allow_mismatch, warnings=warnings)
+    if paired is not None and paired.se_diff is not None:
+        se = paired.se_diff
+    else:
+        se = unpaired_se(b.tasks[task].stderrs.get(metric), c.tasks[task].stderrs.get(metric))
+    ci = interval(drop, se, bv, policy.drop_mode) if se is not None else None
+    n = paired.n if paired is not None else b.tasks[task].n
+    return _Row(task, metric, bv, cv, drop, n, ci, paired.flips if paired else None)
+
+
+def rule_for(policy: Policy, tasks: list[str]) -> Rule:
+    avg = PROFILE_AVERAGE_LIMITS.get(policy.profile)
+    return Rule(thresholds=policy.thresholds, aggregate=policy.aggregate, drop_mode=policy.drop_mode,
+                task_limits=_limits(policy, tasks),
+                average_limit=Limit(avg, f"profile {policy.profile}") if avg is not None else None)
+
+
+def _indecision(rows: list[_Row], rule: Rule, verdict: Verdict) -> list[str]:
+    """Move each task's drop to either end of its interval, the others fixed at their point
+    values (the average follows, recomputed from the moved drop); any verdict change makes
+    the comparison not decisive. The rule is monotone in each drop, so the ends suffice."""
+    tasks = [r.task for r in rows]
+    drops = [r.drop for r in rows]
+    bases = [r.baseline for r in rows]
+    u = unit(rule.drop_mode)
+    reasons = []
+    for i, r in enumerate(rows):
+        if r.ci is None:
+            continue
+        changes = []
+        for end in r.ci:
+            moved = drops.copy()
+            moved[i] = end
+            other = decide(tasks, moved, bases, rule).verdict
+            if other != verdict:
+                changes.append(f"{other.value} at {end:.2f}{u}")
+        if changes:
+            reasons.append(f"not decisive: {r.task} drop {r.drop:.2f}{u} has 95% CI [{r.ci[0]:.2f}, {r.ci[1]:.2f}], "
+                           f"within which the verdict could be {' or '.join(changes)}")
+    return reasons
+
+
+def compare(baseline: RunResults, candidate: RunResults, policy: Policy, *, allow_mismatch: bool = False) -> Comparison:
+    """Apply the decision rule of DESIGN.md to two runs.
+
+    Compares the top-level tasks/groups (not listed in group_subtasks) on their primary
+    metric; per-task drops, average drop, profile/task limits, flips and 95% intervals; the
+    verdict is the worst outcome. Raises InputError (one line) on bad input: differing task
+    sets, few-shot counts or sample counts/limits (the last two allowed, with warnings in
+    `reasons`, when allow_mismatch), a missing metric, a zero baseline in relative mode, a
+    profile or task limit whose task is absent, runs on different documents.
+    """
+    warnings: list[str] = []
+    tasks = baseline.top_level()
+    _check_same_tasks(tasks, candidate.top_level())
+    _check_setup(tasks, baseline, candidate, allow_mismatch, warnings)
+    rule = rule_for(policy, tasks)
+    rows = [_row(t, baseline, candidate, policy, allow_mismatch, warnings) for t in tasks]
+    outcome = decide(tasks, [r.drop for r in rows], [r.baseline for r in rows], rule)
+    doubts = _indecision(rows, rule, outcome.verdict)
+    return Comparison(
+        verdict=outcome.verdict,
+        promotable=outcome.verdict.promotable,
+        profile=policy.profile,
+        aggregate=policy.aggregate,
+        drop_mode=policy.drop_mode,
+        average_drop=round(outcome.average_drop, 2),
+        decisive=not doubts,
+        reasons=outcome.reasons + doubts + warnings,
+        tasks=[
+            TaskComparison(
+                task=r.task, metric=r.metric, baseline=round(r.baseline, 4), candidate=round(r.candidate, 4),
+                drop=round(r.drop, 2), limit=rule.task_limits[r.task].value if r.task in rule.task_limits else None,
+                passed=outcome.passed[r.task], n=r.n,
+                ci95=(round(r.ci[0], 2), round(r.ci[1], 2)) if r.ci else None, flips=r.flips,
+            )
+            for r in rows
+        ],
+    )

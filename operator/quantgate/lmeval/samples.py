@@ -1,0 +1,118 @@
+"""Per-question values from lm-eval's ``samples_<task>_<timestamp>.jsonl`` files.
+
+A sample line repeats the document, the prompts and the model's responses (kilobytes
+each for few-shot tasks), then ends with ``"filter"``, ``"metrics"``, the hashes and the
+metric values. Only that tail matters here, so a line is cut at its last ``"filter": ``
+key and only the tail is parsed: inside JSON strings a quote is always escaped, and
+everything after the top-level ``filter`` key is lm-eval's own bookkeeping, so the cut is
+exact. Lines of another shape fall back to a full parse.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantgate.errors import InputError
+
+_TAIL_KEY = b'"filter": '
+_HEAD = b'{"doc_id": '
+_BOOKKEEPING = {"filter", "metrics", "doc_hash", "prompt_hash", "target_hash"}
+
+
+@dataclass
+class TaskSamples:
+    """Per-question values of one leaf task.
+
+    doc_ids: sorted document ids; values: ``"metric,filter"`` → one value per doc id (0/1
+    for exact-match/accuracy, a probability for truthfulqa_mc2); digest: sha256 over the
+    sorted ``doc_id:doc_hash`` lines, equal for two runs on the same documents.
+    """
+
+    doc_ids: list[int]
+    values: dict[str, list[float]]
+    digest: str
+
+    def to_compact(self) -> dict:
+        n = len(self.doc_ids)
+        ids = {"n": n} if self.doc_ids == list(range(n)) else self.doc_ids
+        return {"ids": ids, "d": self.digest, "v": {k: _encode(v) for k, v in self.values.items()}}
+
+    @classmethod
+    def from_compact(cls, data: dict) -> "TaskSamples":
+        ids = data["ids"]
+        doc_ids = list(range(ids["n"])) if isinstance(ids, dict) else list(ids)
+        values = {k: _decode(v, len(doc_ids)) for k, v in data["v"].items()}
+        return cls(doc_ids=doc_ids, values=values, digest=data["d"])
+
+
+def _encode(values: list[float]) -> dict:
+    if all(v == 0.0 or v == 1.0 for v in values):
+        bits = bytearray((len(values) + 7) // 8)
+        for i, v in enumerate(values):
+            if v:
+                bits[i >> 3] |= 0x80 >> (i & 7)
+        return {"b": base64.b64encode(bytes(bits)).decode("ascii")}
+    return {"f": [round(v, 4) for v in values]}
+
+
+def _decode(data: dict, n: int) -> list[float]:
+    if "b" in data:
+        bits = base64.b64decode(data["b"])
+        return [1.0 if bits[i >> 3] & (0x80 >> (i & 7)) else 0.0 for i in range(n)]
+    return [float(v) for v in data["f"]]
+
+
+def _parse_line(line: bytes) -> tuple[int, dict]:
+    """(doc_id, tail dict with filter, metrics, doc_hash and the metric values)."""
+    cut = line.rfind(_TAIL_KEY)
+    if line.startswith(_HEAD) and cut > 0:
+        end = line.index(b",", len(_HEAD))
+        try:
+            return int(line[len(_HEAD): end]), json.loads(b"{" + line[cut:])
+        except ValueError:
+            pass  # unexpected shape: parse the whole line
+    record = json.loads(line)
+    return int(record["doc_id"]), record
+
+
+def read_samples_file(path: Path, task: str) -> TaskSamples:
+    """Read one samples file; raise InputError naming the file when it is not lm-eval's."""
+    per_doc: dict[int, dict[str, float]] = {}
+    hashes: dict[int, str] = {}
+    keys: set[str] = set()
+    try:
+        with open(path, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    doc_id, tail = _parse_line(line)
+                    flt = tail["filter"]
+                    names = tail["metrics"]
+                    doc_hash = tail["doc_hash"]
+                except (ValueError, KeyError, TypeError):
+                    raise InputError(f"{path}:{lineno}: not an lm-eval sample record (need doc_id, filter, "
+                                     "metrics, doc_hash); pass lm-eval --log_samples output") from None
+                row = per_doc.setdefault(doc_id, {})
+                for name in names:
+                    value = tail.get(name)
+                    if isinstance(value, (int, float)):
+                        key = f"{name},{flt}"
+                        row[key] = float(value)
+                        keys.add(key)
+                hashes.setdefault(doc_id, doc_hash)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc}); check the path and permissions") from None
+    doc_ids = sorted(per_doc)
+    values = {}
+    for key in sorted(keys):
+        try:
+            values[key] = [per_doc[d][key] for d in doc_ids]
+        except KeyError:
+            raise InputError(f"{path}: task {task} has {key} for some documents only; the samples file is incomplete") from None
+    digest = hashlib.sha256("".join(f"{d}:{hashes[d]}\n" for d in doc_ids).encode()).hexdigest()
+    return TaskSamples(doc_ids=doc_ids, values=values, digest=digest)
