@@ -41,7 +41,8 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 build etcd "$ETCD_VERSION" etcd "-s -w" go.etcd.io/etcd/server/v3
-mv -f "$bin/$ETCD_VERSION/v3" "$bin/$ETCD_VERSION/etcd" 2>/dev/null || true
+# `go build -o DIR/` names etcd's main package after its module's last element before /v3: "server".
+if [[ -f $bin/$ETCD_VERSION/server ]]; then mv -f "$bin/$ETCD_VERSION/server" "$bin/$ETCD_VERSION/etcd"; fi
 build helm "$HELM_VERSION" helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
   -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor \
   -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s_minor" \
