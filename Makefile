@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test unit integration tools system-deps e2e crd manifests bench clean
+.PHONY: venv demo test unit integration tools system-deps e2e crd manifests lock chart-sync bench clean
 
 # Create/refresh .venv/ when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -39,6 +39,10 @@ e2e: venv tools
 
 crd: venv
 	$(BIN)/quantgate crd -o manifests/crd/modelevaluations.quantgate.io.yaml
+
+# Hash-pinned dependency locks the Dockerfile installs from (after changing dependencies in pyproject.toml).
+lock: venv
+	bash scripts/lock.sh
 
 bench: venv
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
