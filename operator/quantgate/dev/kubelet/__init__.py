@@ -1,0 +1,1 @@
+"""The process kubelet: runs the pods bound to the dev node as local processes."""
