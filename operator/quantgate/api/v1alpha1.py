@@ -321,7 +321,9 @@ class ModelEvaluationStatus(CamelModel):
     models: Models | None = None
     verdict: Verdict | None = Field(None, description="Ship, Monitor, ABTest or Block; absent unless Succeeded.")
     promotable: bool | None = Field(None, description="True only for Ship and Monitor.")
-    profile: str | None = None
+    profile: str | None = Field(None, description="The profile the verdict was decided under.")
+    aggregate: Aggregate | None = Field(None, description="How the average drop was formed.")
+    drop_mode: DropMode | None = Field(None, description="relative (percent of baseline) or absolute (points).")
     average_drop: float | None = Field(None, description="Average accuracy drop in percent.")
     decisive: bool | None = Field(None, description="The verdict holds across the drops' 95% intervals.")
     reasons: list[str] | None = Field(None, description="The rules and numbers that decided the verdict.")

@@ -1,0 +1,87 @@
+"""`quantgate operator`: run the ModelEvaluation operator (kopf) with metrics on :8080."""
+
+from __future__ import annotations
+
+import os
+
+from quantgate.errors import InputError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "operator",
+        help="run the ModelEvaluation operator",
+        description="Watch ModelEvaluations, run their runner Jobs and write verdicts into their status. "
+        "Every flag also reads QUANTGATE_<FLAG> from the environment.",
+    )
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", dest="namespaces", metavar="NS",
+                       help="watch this namespace (repeatable); default: all namespaces")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all namespaces (default)")
+    p.add_argument("--max-concurrent", type=int, help="runner Jobs at once across evaluations (default 10)")
+    p.add_argument("--endpoint-timeout", type=float, dest="endpoint_timeout_s", metavar="SECONDS",
+                   help="fail an evaluation whose endpoints are not ready after this long (default 600)")
+    p.add_argument("--poll-interval", type=float, dest="poll_interval_s", metavar="SECONDS",
+                   help="how often waiting evaluations re-check (default 2)")
+    p.add_argument("--runner-image", help="image of runner Jobs (default: the operator's release image)")
+    p.add_argument("--runner-service-account", help="ServiceAccount of runner Jobs (default quantgate-runner)")
+    p.add_argument("--runner-command", help="runner entrypoint, space-separated (default: quantgate)")
+    p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz (default 8080; 0: any)")
+    p.add_argument("--metrics-host", help="address to bind (default 0.0.0.0)")
+    p.add_argument("--no-baseline-cache", action="store_true", help="always run the baseline again")
+    p.set_defaults(func=run)
+
+
+def settings_from(args):
+    from quantgate.k8s.settings import Settings
+
+    overrides = {k: getattr(args, k, None) for k in (
+        "max_concurrent", "endpoint_timeout_s", "poll_interval_s", "runner_image", "runner_service_account",
+        "metrics_port", "metrics_host")}
+    if args.namespaces:
+        overrides["namespaces"] = args.namespaces
+    if args.all_namespaces:
+        overrides["namespaces"] = []
+    if args.runner_command:
+        overrides["runner_command"] = args.runner_command.split()
+    if args.no_baseline_cache:
+        overrides["baseline_cache"] = False
+    settings = Settings.from_env(**overrides)
+    if settings.max_concurrent < 1:
+        raise InputError("--max-concurrent must be at least 1")
+    if settings.endpoint_timeout_s <= 0 or settings.poll_interval_s <= 0:
+        raise InputError("--endpoint-timeout and --poll-interval must be positive")
+    return settings
+
+
+def run(args) -> int:
+    import asyncio
+    import logging
+
+    settings = settings_from(args)
+    # the timer interval is read when the handlers module is imported
+    os.environ["QUANTGATE_POLL_INTERVAL_S"] = str(settings.poll_interval_s)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import kopf
+
+    from quantgate import metrics
+    from quantgate.k8s import handlers
+
+    handlers.configure(settings)
+    try:
+        server = metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        raise InputError(f"cannot serve metrics on port {settings.metrics_port}: {exc.strerror}; "
+                         "choose another with --metrics-port") from None
+    logging.getLogger("quantgate.operator").info("metrics on http://%s:%d/metrics", settings.metrics_host,
+                                                 server.server_port)
+    try:
+        asyncio.run(kopf.operator(
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+        ))
+    finally:
+        server.shutdown()
+    return 0

@@ -1,0 +1,153 @@
+"""Thin I/O edge: every Kubernetes call the reconciler makes, and nothing else.
+
+Kept as one small class so the reconciler stays plain logic and the RBAC the operator
+needs can be read off this file (see manifests/rbac/operator.yaml).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from quantgate.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, SecretKeyRef
+from quantgate.k8s import names, results_channel
+from quantgate.k8s.endpoints import KSERVE_GROUP, KSERVE_PLURAL, KSERVE_VERSION
+
+log = logging.getLogger("quantgate.cluster")
+
+
+class Conflict(Exception):
+    """The object changed since we read it (optimistic concurrency): re-read and retry."""
+
+
+def _absent(exc: ApiException) -> bool:
+    return exc.status == 404
+
+
+class Cluster:
+    def __init__(self, api: client.ApiClient):
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.events = client.EventsV1Api(api)
+
+    # ---- ModelEvaluations ------------------------------------------------------------
+    def get_evaluation(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if _absent(exc):
+                return None
+            raise
+
+    def patch_status(self, body: dict, status_patch: dict) -> dict:
+        """Merge-patch status, guarded by the resourceVersion we read (Conflict if it moved)."""
+        meta = body["metadata"]
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status_patch}
+        try:
+            return self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch
+            )
+        except ApiException as exc:
+            if exc.status in (409, 404):
+                raise Conflict(f"{meta['namespace']}/{meta['name']} changed") from None
+            raise
+
+    # ---- Jobs ------------------------------------------------------------------------
+    def get_job(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self.batch.api_client.sanitize_for_serialization(self.batch.read_namespaced_job(name, namespace))
+        except ApiException as exc:
+            if _absent(exc):
+                return None
+            raise
+
+    def create_job(self, job: dict) -> bool:
+        """Create if absent; False when it already existed (a restart, a retried reconcile)."""
+        try:
+            self.batch.create_namespaced_job(job["metadata"]["namespace"], job)
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def jobs_of(self, namespace: str, evaluation: str) -> list[dict]:
+        jobs = self.batch.list_namespaced_job(
+            namespace, label_selector=f"{names.MANAGED_BY}={names.MANAGER},{names.LABEL_EVALUATION}={evaluation}"
+        )
+        return [self.batch.api_client.sanitize_for_serialization(j) for j in jobs.items]
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a superseded Job and its pods (batch/v1 would orphan pods by default)."""
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if not _absent(exc):
+                raise
+
+    # ---- dependencies ----------------------------------------------------------------
+    def get_isvc(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self.custom.get_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace,
+                                                            KSERVE_PLURAL, name)
+        except ApiException as exc:
+            if _absent(exc):
+                return None
+            raise
+
+    def secret_value(self, namespace: str, ref: SecretKeyRef) -> str | None:
+        """The key's value, or None when the Secret or key is missing. Never logged."""
+        try:
+            secret = self.core.read_namespaced_secret(ref.name, namespace)
+        except ApiException as exc:
+            if _absent(exc):
+                return None
+            raise
+        raw = (secret.data or {}).get(ref.key)
+        return base64.b64decode(raw).decode() if raw is not None else None
+
+    # ---- results ---------------------------------------------------------------------
+    def cached_baseline(self, namespace: str, key: str) -> str | None:
+        """Name of a complete baseline results ConfigMap with this cache key, if any."""
+        cms = self.core.list_namespaced_config_map(
+            namespace,
+            label_selector=f"{names.LABEL_RESULTS}=true,{names.LABEL_ROLE}=baseline,{names.LABEL_BASELINE_KEY}={key}",
+        )
+        live = [c for c in cms.items if not c.metadata.deletion_timestamp]
+        return sorted(live, key=lambda c: c.metadata.creation_timestamp)[0].metadata.name if live else None
+
+    def read_results(self, namespace: str, name: str):
+        return results_channel.read_results(self.core, namespace, name)
+
+    # ---- events ----------------------------------------------------------------------
+    def event(self, body: dict, type_: str, reason: str, note: str) -> None:
+        meta = body["metadata"]
+        event = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "eventTime": _micro_now(),
+            "reportingController": "quantgate.io/operator",
+            "reportingInstance": "quantgate-operator",
+            "action": "Evaluate",
+            "reason": reason,
+            "type": type_,
+            "note": note[:1024],
+            "regarding": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"],
+                          "namespace": meta["namespace"], "uid": meta["uid"]},
+        }
+        try:
+            self.events.create_namespaced_event(meta["namespace"], event)
+        except ApiException as exc:  # an event is best effort; the status is the record
+            log.warning("could not post event %s for %s/%s: HTTP %s", reason, meta["namespace"], meta["name"],
+                        exc.status)
+
+
+def _micro_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,100 @@
+"""Where a model is served: KServe InferenceService resolution and the endpoint preflight.
+
+Pure functions take the objects read from the API; `preflight` is the only network call
+(a GET of /v1/models with a short timeout) and never logs or returns the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from quantgate.api.v1alpha1 import ModelSource, SecretKeyRef
+
+KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A model's endpoint as the runner will use it (None url: the in-Job vLLM engine)."""
+
+    url: str | None
+    model: str | None
+    secret: SecretKeyRef | None
+    identity: str  # stable, secret-free identity for the baseline cache
+
+
+@dataclass(frozen=True)
+class NotReady:
+    reason: str
+    message: str
+
+
+def isvc_ready(isvc: dict) -> tuple[bool, str]:
+    """KServe readiness: condition Ready=True and an address URL."""
+    status = isvc.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if not ready or ready.get("status") != "True":
+        why = (ready or {}).get("message") or (ready or {}).get("reason") or "no Ready condition yet"
+        return False, f"InferenceService {isvc['metadata']['name']} not Ready: {why}"
+    if not ((status.get("address") or {}).get("url") or status.get("url")):
+        return False, f"InferenceService {isvc['metadata']['name']} has no status.address.url"
+    return True, ""
+
+
+def resolve(source: ModelSource, get_isvc) -> Resolved | NotReady:
+    """Resolve one model source. `get_isvc(name)` returns the InferenceService dict or None."""
+    if source.endpoint is not None:
+        ep = source.endpoint
+        return Resolved(ep.url.rstrip("/"), ep.model, ep.api_key_secret_ref, f"endpoint:{ep.url.rstrip('/')}")
+    if source.vllm is not None:
+        v = source.vllm
+        ident = f"vllm:{v.pvc or ''}:{v.model_path}:{v.quantization or ''}:{v.dtype}:{v.tensor_parallel_size}"
+        return Resolved(None, v.model_path, None, ident)
+    ref = source.inference_service_ref
+    assert ref is not None
+    isvc = get_isvc(ref.name)
+    if isvc is None:
+        return NotReady("InferenceServiceNotFound", f"InferenceService {ref.name} not found")
+    ok, why = isvc_ready(isvc)
+    if not ok:
+        return NotReady("InferenceServiceNotReady", why)
+    status = isvc["status"]
+    url = ((status.get("address") or {}).get("url") or status["url"]).rstrip("/")
+    meta = isvc["metadata"]
+    # a new ISVC generation (new weights, new runtime) is a new model for the cache
+    ident = f"isvc:{meta.get('namespace')}/{meta['name']}@{meta.get('uid')}/{meta.get('generation')}"
+    return Resolved(url, ref.model or ref.name, ref.api_key_secret_ref, ident)
+
+
+def model_urls(base: str) -> list[str]:
+    """Candidate /models URLs: the base may already end in /v1, or serve KServe's /openai/v1."""
+    base = base.rstrip("/")
+    if base.endswith("/v1"):
+        return [base + "/models"]
+    return [base + "/v1/models", base + "/openai/v1/models"]
+
+
+def preflight(url: str, model: str | None, api_key: str | None, timeout: float) -> str | None:
+    """None when the endpoint answers /v1/models (and serves `model`); else a one-line reason."""
+    last = "no answer"
+    for candidate in model_urls(url):
+        request = urllib.request.Request(candidate)
+        if api_key:
+            request.add_header("Authorization", f"Bearer {api_key}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body = json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            last = f"{candidate} answered HTTP {exc.code}"
+            continue
+        except (OSError, ValueError) as exc:
+            last = f"{candidate} unreachable: {type(exc).__name__}"
+            continue
+        served = [m.get("id") for m in body.get("data") or [] if isinstance(m, dict)]
+        if model and served and model not in served:
+            return f"{url} does not serve model {model} (serves {', '.join(map(str, served))})"
+        return None
+    return last

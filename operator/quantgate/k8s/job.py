@@ -1,0 +1,177 @@
+"""The runner Job of one ModelEvaluation generation (pure builder).
+
+One pod, one container per role that still needs running (`baseline`, `candidate`):
+endpoint-based roles run side by side (the two models are served elsewhere, so running
+them concurrently halves wall time); with the in-Job vLLM engine the baseline runs as an
+init container first, so both models never hold the GPU at once. Each container runs
+`quantgate run ... --publish-configmap NS/NAME --role ROLE`, which publishes the results
+ConfigMap owned by the evaluation. The API key reaches the container only through
+`env.valueFrom.secretKeyRef`; it is never an argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quantgate.api.v1alpha1 import ModelEvaluationSpec, TaskSpec
+from quantgate.k8s import names
+from quantgate.k8s.endpoints import Resolved
+from quantgate.k8s.settings import Settings
+
+WORK = "/var/run/quantgate"
+GPU = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the builder needs to know about the ModelEvaluation object."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: ModelEvaluationSpec
+
+
+def task_arg(task: TaskSpec) -> str:
+    """`name[:shots][@limit]`, the runner's per-task syntax."""
+    text = task.name
+    if task.num_fewshot is not None:
+        text += f":{task.num_fewshot}"
+    if task.limit is not None:
+        text += f"@{task.limit}"
+    return text
+
+
+def run_args(ev: Evaluation, role: str, model: Resolved, results: str) -> list[str]:
+    spec = ev.spec
+    args = ["run"]
+    if model.url is None:
+        source = spec.baseline if role == "baseline" else spec.candidate
+        assert source.vllm is not None
+        v = source.vllm
+        path = f"{WORK}/weights/{v.model_path.lstrip('/')}" if v.pvc else v.model_path
+        args += ["--engine", "vllm", "--model-path", path, "--tensor-parallel-size", str(v.tensor_parallel_size),
+                 "--dtype", v.dtype, "--gpu-memory-utilization", str(v.gpu_memory_utilization)]
+        if v.quantization:
+            args += ["--quantization", v.quantization]
+    else:
+        args += ["--endpoint", model.url]
+        if model.model:
+            args += ["--model", model.model]
+        if model.secret is not None:
+            args += ["--api-key-env", names.ENV_API_KEY]
+        args += ["--concurrency", str(spec.runner.concurrency)]
+    if spec.tasks:
+        args += ["--tasks", ",".join(task_arg(t) for t in spec.tasks)]
+    else:
+        args += ["--suite", spec.effective_suite or "leaderboard"]
+    args += ["--output", f"{WORK}/{role}", "--publish-configmap", f"{ev.namespace}/{results}", "--role", role]
+    return args
+
+
+def _container(ev: Evaluation, role: str, model: Resolved, results: str, settings: Settings,
+               baseline_key: str | None) -> dict:
+    spec = ev.spec
+    env = [
+        {"name": names.ENV_OWNER_NAME, "value": ev.name},
+        {"name": names.ENV_OWNER_UID, "value": ev.uid},
+        {"name": "HOME", "value": f"{WORK}/home"},
+        {"name": "HF_HOME", "value": f"{WORK}/home/hf"},
+    ]
+    if role == "baseline" and baseline_key:
+        env.append({"name": names.ENV_BASELINE_KEY, "value": baseline_key})
+    if model.secret is not None:
+        env.append({"name": names.ENV_API_KEY,
+                    "valueFrom": {"secretKeyRef": {"name": model.secret.name, "key": model.secret.key}}})
+    resources: dict = {"requests": {"cpu": settings.default_requests_cpu,
+                                    "memory": settings.default_requests_memory}}
+    if spec.runner.resources:
+        r = spec.runner.resources.model_dump(exclude_none=True)
+        resources = {k: {n: str(q) for n, q in v.items()} for k, v in r.items()}
+    mounts = [{"name": "work", "mountPath": WORK}]
+    if model.url is None:  # in-Job vLLM engine: GPUs, integer, in limits (requests default to them)
+        source = spec.baseline if role == "baseline" else spec.candidate
+        assert source.vllm is not None
+        limits = dict(resources.get("limits") or {})
+        limits[GPU] = str(source.vllm.tensor_parallel_size)
+        resources["limits"] = limits
+        if source.vllm.pvc:
+            mounts.append({"name": f"weights-{role}", "mountPath": f"{WORK}/weights", "readOnly": True})
+    return {
+        "name": role,
+        "image": spec.runner.image or settings.runner_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(settings.runner_command),
+        "args": run_args(ev, role, model, results),
+        "env": env,
+        "resources": resources,
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def labels(ev: Evaluation, baseline_key: str | None, runs_baseline: bool) -> dict[str, str]:
+    out = {
+        names.MANAGED_BY: names.MANAGER,
+        names.LABEL_EVALUATION: ev.name,
+        names.LABEL_GENERATION: str(ev.generation),
+        names.LABEL_RUNS_BASELINE: "true" if runs_baseline else "false",
+    }
+    if baseline_key:
+        out[names.LABEL_BASELINE_KEY] = baseline_key
+    return out
+
+
+def build_job(ev: Evaluation, baseline: Resolved | None, candidate: Resolved, settings: Settings,
+              baseline_key: str | None = None) -> dict:
+    """The Job for `ev`'s generation. `baseline=None`: its results are reused, run the candidate only."""
+    name = names.job_name(ev.name, ev.generation)
+    lbl = labels(ev, baseline_key, baseline is not None)
+    roles = ([("baseline", baseline)] if baseline is not None else []) + [("candidate", candidate)]
+    containers = [_container(ev, role, model, names.results_name(name, role), settings, baseline_key)
+                  for role, model in roles]
+    init: list[dict] = []
+    if baseline is not None and baseline.url is None and candidate.url is None and len(containers) == 2:
+        init, containers = containers[:1], containers[1:]
+    volumes: list[dict] = [{"name": "work", "emptyDir": {}}]
+    for role, source in (("baseline", ev.spec.baseline), ("candidate", ev.spec.candidate)):
+        if source.vllm is not None and source.vllm.pvc and any(c["name"] == role for c in init + containers):
+            volumes.append({"name": f"weights-{role}",
+                            "persistentVolumeClaim": {"claimName": source.vllm.pvc, "readOnly": True}})
+    pod: dict = {
+        "restartPolicy": "Never",
+        "serviceAccountName": settings.runner_service_account,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": containers,
+        "volumes": volumes,
+    }
+    if init:
+        pod["initContainers"] = init
+    if ev.spec.runner.node_selector:
+        pod["nodeSelector"] = dict(ev.spec.runner.node_selector)
+    if ev.spec.runner.tolerations:
+        pod["tolerations"] = [t.dump() for t in ev.spec.runner.tolerations]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": ev.namespace,
+            "labels": lbl,
+            "ownerReferences": [names.owner_reference(ev.name, ev.uid)],
+        },
+        "spec": {
+            "backoffLimit": ev.spec.runner.backoff_limit,
+            "activeDeadlineSeconds": ev.spec.runner.timeout_seconds,
+            "template": {"metadata": {"labels": lbl}, "spec": pod},
+        },
+    }

@@ -1,0 +1,311 @@
+"""The reconciler: level-based, all state in the cluster.
+
+`Reconciler.reconcile(namespace, name)` reads the ModelEvaluation, its Job and the objects
+it depends on, and moves it at most a few steps along
+
+    (new generation) → Pending → WaitingForEndpoints → Running → Succeeded | Failed
+
+Each step is one status merge patch guarded by the resourceVersion it was computed from,
+the Job name is a function of (evaluation, generation) and creation is create-if-absent,
+so a restarted operator (or two triggers racing) never makes a second Job for a
+generation nor loses or duplicates a verdict. The kopf handlers only decide *when* to
+call it (CR events, Job events, a timer while the evaluation waits).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+
+from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
+from quantgate.errors import QuantgateError
+from quantgate.k8s import endpoints, names
+from quantgate.k8s import status as st
+from quantgate.k8s.cache import baseline_key
+from quantgate.k8s.cluster import Cluster, Conflict
+from quantgate.k8s.job import Evaluation, build_job
+from quantgate.k8s.results_channel import ResultsError
+from quantgate.k8s.settings import Settings
+
+log = logging.getLogger("quantgate.reconcile")
+ANN_BASELINE_RESULTS = "quantgate.io/baseline-results"
+
+
+@dataclass(frozen=True)
+class Wait:
+    phase: Phase
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Ready:
+    baseline: endpoints.Resolved | None  # None: reuse `reused`
+    candidate: endpoints.Resolved
+    key: str | None
+    reused: str | None
+
+
+@dataclass
+class ActiveJobs:
+    """Runner Jobs not finished yet, as the operator's Job index sees them, plus the ones
+    this process just created and the index has not caught up with."""
+
+    seen: list[dict] = field(default_factory=list)
+    created: dict[tuple[str, str], dict] = field(default_factory=dict)
+
+    def all(self) -> list[dict]:
+        keys = {(j["namespace"], j["name"]) for j in self.seen}
+        for key in [k for k in self.created if k in keys]:
+            self.created.pop(key, None)
+        return self.seen + list(self.created.values())
+
+
+def _model_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return f"spec.{where}: {err.get('msg')}" if where else str(err.get("msg"))
+
+
+def policy_of(spec: ModelEvaluationSpec):
+    from quantgate.decision.model import Policy
+
+    metrics = {t.name: t.metric for t in spec.tasks or [] if t.metric}
+    return Policy(profile=spec.profile, task_limits=spec.task_limits or {}, thresholds=spec.thresholds,
+                  drop_mode=spec.drop_mode, aggregate=spec.aggregate, metrics=metrics)
+
+
+class Reconciler:
+    def __init__(self, cluster: Cluster, settings: Settings, metrics=None):
+        self.cluster = cluster
+        self.settings = settings
+        self.metrics = metrics
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._capacity = threading.Lock()  # count-then-create of Jobs is one critical section
+        self.active = ActiveJobs()
+
+    # ---- entry point -------------------------------------------------------------------
+    def _lock(self, key) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._locks_guard:
+            self._locks.pop((namespace, name), None)
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        with self._lock((namespace, name)):
+            for _ in range(5):
+                body = self.cluster.get_evaluation(namespace, name)
+                if body is None or body["metadata"].get("deletionTimestamp"):
+                    return
+                try:
+                    self._step(body)
+                    return
+                except Conflict:
+                    continue  # someone (an edit, an earlier patch) moved it: re-read
+
+    # ---- the state machine -------------------------------------------------------------
+    def _patch(self, body: dict, patch: dict) -> dict:
+        new = self.cluster.patch_status(body, patch)
+        if self.metrics:
+            m = new["metadata"]
+            self.metrics.observe(m["namespace"], m["name"], new.get("status"))
+        return new
+
+    def _step(self, body: dict) -> None:
+        meta = body["metadata"]
+        ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
+        status = body.get("status") or {}
+        if st.is_settled(status, gen):
+            return
+        try:
+            spec = ModelEvaluationSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            self._fail(body, "InvalidSpec", _model_error(exc), started=False)
+            return
+        if status.get("observedGeneration") != gen:
+            for job in self.cluster.jobs_of(ns, name):
+                if job["metadata"].get("labels", {}).get(names.LABEL_GENERATION) != str(gen):
+                    log.info("%s/%s: generation %s supersedes Job %s", ns, name, gen, job["metadata"]["name"])
+                    self.cluster.delete_job(ns, job["metadata"]["name"])
+            models = {"baseline": spec.baseline.describe(), "candidate": spec.candidate.describe()}
+            body = self._patch(body, st.start_generation(gen, models, status))
+            status = body.get("status") or {}
+
+        job_name = names.job_name(name, gen)
+        job = self.cluster.get_job(ns, job_name)
+        if job is not None:
+            self._follow_job(body, spec, job)
+            return
+        if status.get("phase") == Phase.RUNNING.value:
+            self._fail(body, "JobMissing", f"runner Job {job_name} disappeared before it finished")
+            return
+
+        plan = self._plan(body, spec)
+        if isinstance(plan, Wait):
+            self._wait(body, plan)
+            return
+        self._start_job(body, spec, plan, job_name)
+
+    def _waited(self, status: dict) -> float:
+        started = st.parse_time(status.get("startedAt"))
+        return (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+
+    def _wait(self, body: dict, wait: Wait) -> None:
+        status = body.get("status") or {}
+        gen = body["metadata"].get("generation", 1)
+        if wait.phase == Phase.WAITING_FOR_ENDPOINTS and self._waited(status) > self.settings.endpoint_timeout_s:
+            self._fail(body, "EndpointTimeout",
+                       f"gave up after {self.settings.endpoint_timeout_s:.0f}s: {wait.message}")
+            return
+        current = (status.get("phase"), status.get("reason"), status.get("message"))
+        if current != (wait.phase.value, wait.reason, wait.message):
+            self._patch(body, st.progress(wait.phase, wait.reason, wait.message, gen, status))
+
+    def _plan(self, body: dict, spec: ModelEvaluationSpec) -> Wait | Ready:
+        ns = body["metadata"]["namespace"]
+        waiting = Phase.WAITING_FOR_ENDPOINTS
+
+        def get_isvc(n):
+            return self.cluster.get_isvc(ns, n)
+
+        candidate = endpoints.resolve(spec.candidate, get_isvc)
+        if isinstance(candidate, endpoints.NotReady):
+            return Wait(waiting, candidate.reason, f"candidate: {candidate.message}")
+        baseline: endpoints.Resolved | None = None
+        key = reused = None
+        if spec.baseline.results_from:
+            other = self.cluster.get_evaluation(ns, spec.baseline.results_from)
+            ostatus = (other or {}).get("status") or {}
+            reused = (ostatus.get("resultsRef") or {}).get("baseline")
+            if ostatus.get("phase") == Phase.FAILED.value:
+                return Wait(waiting, "BaselineResultsUnavailable",
+                            f"baseline.resultsFrom {spec.baseline.results_from} failed")
+            if ostatus.get("phase") != Phase.SUCCEEDED.value or not reused:
+                return Wait(waiting, "WaitingForBaselineResults",
+                            f"baseline.resultsFrom {spec.baseline.results_from} has no results yet")
+        else:
+            resolved = endpoints.resolve(spec.baseline, get_isvc)
+            if isinstance(resolved, endpoints.NotReady):
+                return Wait(waiting, resolved.reason, f"baseline: {resolved.message}")
+            key = baseline_key(resolved.identity, resolved.model, spec)
+            reused = self.cluster.cached_baseline(ns, key) if self.settings.baseline_cache else None
+            baseline = None if reused else resolved
+        for role, model in (("baseline", baseline), ("candidate", candidate)):
+            if model is None:
+                continue
+            api_key = None
+            if model.secret is not None:
+                api_key = self.cluster.secret_value(ns, model.secret)
+                if api_key is None:
+                    return Wait(waiting, "SecretNotFound",
+                                f"{role}: Secret {model.secret.name} (key {model.secret.key}) not found")
+            if model.url is not None:
+                problem = endpoints.preflight(model.url, model.model, api_key, self.settings.preflight_timeout_s)
+                if problem:
+                    return Wait(waiting, "EndpointNotAnswering", f"{role}: {problem}")
+        return Ready(baseline, candidate, key, reused)
+
+    def _start_job(self, body: dict, spec: ModelEvaluationSpec, plan: Ready, job_name: str) -> None:
+        meta = body["metadata"]
+        ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
+        status = body.get("status") or {}
+        ev = Evaluation(ns, name, meta["uid"], gen, spec)
+        job = build_job(ev, plan.baseline, plan.candidate, self.settings, baseline_key=plan.key)
+        if plan.reused:
+            job["metadata"]["annotations"] = {ANN_BASELINE_RESULTS: plan.reused}
+        with self._capacity:
+            active = self.active.all()
+            if plan.baseline is not None and plan.key:
+                other = next((j for j in active if j.get("baselineKey") == plan.key and j.get("runsBaseline")
+                              and j.get("evaluation") != name and j["namespace"] == ns), None)
+                if other is not None:
+                    self._wait(body, Wait(Phase.PENDING, "BaselineInProgress",
+                                          f"the same baseline is being evaluated by Job {other['name']}; "
+                                          "its results will be reused"))
+                    return
+            if len(active) >= self.settings.max_concurrent:
+                self._wait(body, Wait(Phase.PENDING, "Queued",
+                                      f"{len(active)} runner Jobs running (limit {self.settings.max_concurrent})"))
+                return
+            created = self.cluster.create_job(job)
+            self.active.created[(ns, job_name)] = {
+                "namespace": ns, "name": job_name, "evaluation": name, "baselineKey": plan.key,
+                "runsBaseline": plan.baseline is not None,
+            }
+        log.info("%s/%s: %s runner Job %s", ns, name, "created" if created else "found", job_name)
+        refs = {"baseline": plan.reused or names.results_name(job_name, "baseline"),
+                "candidate": names.results_name(job_name, "candidate"), "baselineReused": bool(plan.reused)}
+        msg = f"runner Job {job_name} evaluating " + ("the candidate (baseline reused)" if plan.reused
+                                                      else "baseline and candidate")
+        self._patch(body, st.progress(Phase.RUNNING, "JobCreated", msg, gen, status, jobName=job_name,
+                                      resultsRef=refs))
+
+    def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
+        status = body.get("status") or {}
+        gen = body["metadata"].get("generation", 1)
+        job_name = job["metadata"]["name"]
+        outcome, message = st.job_outcome(job)
+        if outcome == "Failed":
+            self._fail(body, "JobFailed", f"runner Job {job_name} failed: {message}")
+        elif outcome == "Complete":
+            self._finish(body, spec, job)
+        elif status.get("phase") != Phase.RUNNING.value or status.get("jobName") != job_name:
+            reused = (job["metadata"].get("annotations") or {}).get(ANN_BASELINE_RESULTS)
+            refs = {"baseline": reused or names.results_name(job_name, "baseline"),
+                    "candidate": names.results_name(job_name, "candidate"), "baselineReused": bool(reused)}
+            self._patch(body, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
+                                          status, jobName=job_name, resultsRef=refs))
+
+    def _finish(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
+        from quantgate.decision import compare
+
+        meta = body["metadata"]
+        ns, gen = meta["namespace"], meta.get("generation", 1)
+        job_name = job["metadata"]["name"]
+        reused = (job["metadata"].get("annotations") or {}).get(ANN_BASELINE_RESULTS)
+        refs = {"baseline": reused or names.results_name(job_name, "baseline"),
+                "candidate": names.results_name(job_name, "candidate"), "baselineReused": bool(reused)}
+        try:
+            baseline = self.cluster.read_results(ns, refs["baseline"])
+            candidate = self.cluster.read_results(ns, refs["candidate"])
+        except ResultsError as exc:
+            self._fail(body, "ResultsMissing" if "not found" in str(exc) or "incomplete" in str(exc)
+                       else "ResultsMalformed", str(exc))
+            return
+        try:
+            comparison = compare(baseline, candidate, policy_of(spec))
+        except QuantgateError as exc:
+            self._fail(body, "ComparisonFailed", str(exc))
+            return
+        seconds = self._waited(body.get("status") or {})
+        self._patch(body, st.succeeded(comparison, gen, body.get("status"), refs))
+        verdict = comparison.verdict.value
+        note = f"{verdict}: average drop {comparison.average_drop:.2f}%" + (
+            f"; {'; '.join(comparison.reasons)}" if comparison.reasons else "")
+        if verdict == "Block":
+            self.cluster.event(body, "Warning", "Blocked", note)
+        else:
+            self.cluster.event(body, "Normal", "Verdict", note)
+        if self.metrics:
+            self.metrics.count_verdict(verdict, seconds)
+        log.info("%s/%s generation %s: %s", ns, meta["name"], gen, note)
+
+    def _fail(self, body: dict, reason: str, message: str, started: bool = True) -> None:
+        status = body.get("status") or {}
+        gen = body["metadata"].get("generation", 1)
+        if st.is_settled(status, gen):
+            return
+        seconds = self._waited(status) if started and status.get("observedGeneration") == gen else None
+        self._patch(body, st.failed(reason, message, gen, status))
+        self.cluster.event(body, "Warning", "Failed", f"{reason}: {message}")
+        if self.metrics:
+            self.metrics.count_failure(reason, seconds)
+        log.warning("%s/%s generation %s failed: %s: %s", body["metadata"]["namespace"],
+                    body["metadata"]["name"], gen, reason, message)

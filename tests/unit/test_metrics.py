@@ -1,0 +1,67 @@
+"""Metrics: the contract's series, rebuilt from status, removed with the evaluation."""
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from quantgate import metrics
+
+
+def _samples():
+    out = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _status(verdict, tasks):
+    return {"phase": "Succeeded", "verdict": verdict, "averageDrop": 2.5, "observedGeneration": 1,
+            "tasks": [{"task": t, "baseline": b, "candidate": c, "drop": d, "flips": {"rate": r}}
+                      for t, b, c, d, r in tasks]}
+
+
+def test_gauges_follow_the_status_and_disappear_with_the_evaluation():
+    metrics.observe("ns1", "ev1", _status("Monitor", [("gsm8k", 0.5, 0.49, 2.0, 0.1), ("mmlu", 0.6, 0.6, 0.0, 0.02)]))
+    s = _samples()
+    ev = (("evaluation", "ev1"), ("namespace", "ns1"))
+    assert s[("quantgate_evaluation_score", tuple(sorted(ev + (("task", "gsm8k"), ("role", "candidate")))))] == 0.49
+    assert s[("quantgate_evaluation_drop_percent", tuple(sorted(ev + (("task", "gsm8k"),))))] == 2.0
+    assert s[("quantgate_evaluation_flip_rate", tuple(sorted(ev + (("task", "gsm8k"),))))] == 0.1
+    assert s[("quantgate_evaluation_average_drop_percent", ev)] == 2.5
+    assert s[("quantgate_evaluation_verdict", tuple(sorted(ev + (("verdict", "Monitor"),))))] == 1
+    assert s[("quantgate_evaluation_verdict", tuple(sorted(ev + (("verdict", "Block"),))))] == 0
+    assert s[("quantgate_evaluation_phase", tuple(sorted(ev + (("phase", "Succeeded"),))))] == 1
+
+    # a new generation starts: the verdict's series go, the phase moves
+    metrics.observe("ns1", "ev1", {"phase": "Running", "observedGeneration": 2})
+    s = _samples()
+    assert not any(k[0] in ("quantgate_evaluation_score", "quantgate_evaluation_drop_percent",
+                            "quantgate_evaluation_average_drop_percent") and ("evaluation", "ev1") in k[1]
+                   for k in s)
+    assert s[("quantgate_evaluation_phase", tuple(sorted(ev + (("phase", "Running"),))))] == 1
+    assert s[("quantgate_evaluation_verdict", tuple(sorted(ev + (("verdict", "Monitor"),))))] == 0
+
+    metrics.forget("ns1", "ev1")
+    assert not any(("evaluation", "ev1") in k[1] for k in _samples())
+
+
+def test_counters_and_histogram():
+    before = _samples().get(("quantgate_evaluations_total", (("verdict", "Block"),)), 0)
+    metrics.count_verdict("Block", 42.0)
+    metrics.count_failure("JobFailed", None)
+    s = _samples()
+    assert s[("quantgate_evaluations_total", (("verdict", "Block"),))] == before + 1
+    assert s[("quantgate_evaluation_failures_total", (("reason", "JobFailed"),))] >= 1
+    assert s[("quantgate_evaluation_duration_seconds_count", ())] >= 1
+
+
+def test_http_endpoint_serves_metrics_and_health():
+    import urllib.request
+
+    server = metrics.serve("127.0.0.1", 0, healthy=lambda: True)
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        body = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        assert "quantgate_evaluation_duration_seconds_bucket" in body
+        assert urllib.request.urlopen(base + "/healthz", timeout=5).read() == b"ok\n"
+    finally:
+        server.shutdown()
