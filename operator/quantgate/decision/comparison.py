@@ -58,7 +58,9 @@ def _check_setup(tasks: list[str], b: RunResults, c: RunResults, allow_mismatch:
         if diff:
             problems.append("few-shot counts differ: " + ", ".join(f"{k} {bs.get(k)} vs {cs.get(k)}" for k in diff))
     if b.limit != c.limit:
-        problems.append(f"limit differs: {b.limit} vs {c.limit}")
+        def shown(x):
+            return "none" if x is None else f"{x:g}"
+        problems.append(f"limit differs: {shown(b.limit)} vs {shown(c.limit)}")
     for t in tasks:
         bn, cn = b.tasks[t].n, c.tasks[t].n
         if bn is not None and cn is not None and bn != cn:
@@ -100,7 +102,7 @@ def _score(run: RunResults, task: str, metric: str, which: str) -> float:
     if value is None:
         have = ", ".join(sorted(run.tasks[task].metrics)) or "none"
         raise InputError(f"{which} results for task {task} lack metric {metric} (has: {have}); "
-                         "check the task's output or override its metric")
+                         f"check the run or choose another with --metric {task}=METRIC,FILTER")
     return value
 
 

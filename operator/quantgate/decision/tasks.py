@@ -52,4 +52,4 @@ def primary_metric(task: str, available: set[str] | dict, overrides: dict[str, s
             return key
     have = ", ".join(sorted(available)) or "none"
     raise InputError(f"task {task}: no primary metric among {', '.join(DEFAULT_METRICS)} (has: {have}); "
-                     f"choose one with a metric override (task=metric,filter)")
+                     f"choose one with --metric {task}=METRIC,FILTER")

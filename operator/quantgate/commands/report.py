@@ -1,0 +1,63 @@
+"""`quantgate report`: the decision matrix of several variants against one baseline.
+
+Exit status 0 when the report was written (whatever the verdicts), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from quantgate.commands._policy_args import add_policy_args
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="decision matrix of several candidates (INT8, INT4, ...) against one baseline",
+        description="One row per variant (the baseline first, as Reference): size, one score per task, "
+                    "average drop and verdict.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--baseline", required=True, metavar="PATH",
+                   help="lm-eval results_*.json, --output_path directory or quantgate run directory")
+    p.add_argument("--candidate", required=True, action="append", metavar="NAME=PATH",
+                   help="a variant's results (repeatable; rows in this order)")
+    p.add_argument("--size", action="append", default=[], metavar="NAME=SIZE",
+                   help='size shown for a row, e.g. int8="8 GB" (NAME may be Reference)')
+    p.add_argument("--baseline-name", default="Reference", help="row name of the baseline")
+    add_policy_args(p)
+    p.add_argument("-o", "--output", choices=("table", "markdown", "json", "html"), default="table")
+    p.add_argument("--out", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from quantgate.commands._policy_args import pairs, policy_from_args, warn
+    from quantgate.decision import matrix
+    from quantgate.errors import InputError
+    from quantgate.lmeval.results import load_run
+    from quantgate.report.html import render_html
+    from quantgate.report.text import render_matrix
+
+    policy = policy_from_args(args)
+    paths = pairs(args.candidate, "--candidate", "NAME=PATH, e.g. int8=results/int8")
+    if len(paths) != len(args.candidate):
+        raise InputError("--candidate: each NAME must be given once")
+    if args.baseline_name in paths:
+        raise InputError(f"--candidate {args.baseline_name}: that name is the baseline's row; choose another")
+    sizes = pairs(args.size, "--size", "NAME=SIZE, e.g. int8=8GB")
+    baseline = load_run(args.baseline)
+    candidates = {name: load_run(path) for name, path in paths.items()}
+    m = matrix(baseline, candidates, policy, sizes, allow_mismatch=args.allow_mismatch,
+               baseline_name=args.baseline_name)
+    for row in m.rows[1:]:
+        warn(row.comparison.reasons, "report")
+    text = render_html(m) if args.output == "html" else render_matrix(m, args.output)
+    if args.out:
+        try:
+            Path(args.out).write_text(text)
+        except OSError as exc:
+            raise InputError(f"--out {args.out}: cannot write ({exc.strerror or exc})") from None
+    else:
+        print(text)
+    return 0

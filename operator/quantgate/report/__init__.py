@@ -1,0 +1,1 @@
+"""Rendering comparisons and decision matrices: text table, markdown, JSON, HTML."""

@@ -1,0 +1,103 @@
+"""Plain-text tables and markdown for `quantgate compare` and `quantgate report`."""
+
+from __future__ import annotations
+
+import json
+
+from quantgate.decision.decision_matrix import Matrix
+from quantgate.decision.model import Comparison, TaskComparison
+
+FORMATS = ("table", "json", "markdown")
+
+
+def _unit(drop_mode: str) -> str:
+    return "%" if drop_mode == "relative" else "pp"
+
+
+def _flips(t: TaskComparison) -> str:
+    if t.flips is None:
+        return "-"
+    f = t.flips
+    return f"{f.correct_to_incorrect}/{f.incorrect_to_correct} ({f.rate * 100:.1f}%)"
+
+
+def _ci(t: TaskComparison) -> str:
+    return f"[{t.ci95[0]:.2f}, {t.ci95[1]:.2f}]" if t.ci95 else "-"
+
+
+def comparison_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    u = _unit(c.drop_mode)
+    head = ["task", "metric", "baseline", "candidate", f"drop {u}", f"limit {u}", "95% CI",
+            "flips c>i/i>c", "n", "pass"]
+    rows = [[t.task, t.metric, f"{t.baseline:.4f}", f"{t.candidate:.4f}", f"{t.drop:.2f}",
+             f"{t.limit:g}" if t.limit is not None else "-", _ci(t), _flips(t),
+             str(t.n) if t.n is not None else "-", "pass" if t.passed else "FAIL"]
+            for t in c.tasks]
+    return head, rows
+
+
+def _grid(head: list[str], rows: list[list[str]]) -> str:
+    """Left-align text columns, right-align numbers."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def numeric(i: int) -> bool:
+        return all(r[i].replace(".", "").replace("-", "").replace("%", "").isdigit() or r[i] == "-" for r in rows)
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if numeric(i) else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _summary(c: Comparison) -> list[str]:
+    u = "%" if c.drop_mode == "relative" else " pp"
+    return [
+        f"average drop: {c.average_drop:.2f}{u} ({c.aggregate}, {c.drop_mode} drops, profile {c.profile})",
+        f"verdict: {c.verdict.value} ({'promotable' if c.promotable else 'not promotable'}"
+        f"{'' if c.decisive else ', NOT decisive'})",
+    ]
+
+
+def render_comparison(c: Comparison, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(c.dump(), indent=2)
+    head, rows = comparison_rows(c)
+    if fmt == "markdown":
+        out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        out += ["", *(f"**{s}**" if s.startswith("verdict") else s for s in _summary(c)), "", "Reasons:", ""]
+        out += [f"- {r}" for r in c.reasons]
+        return "\n".join(out)
+    return "\n".join([_grid(head, rows), "", *_summary(c), "reasons:", *(f"  - {r}" for r in c.reasons)])
+
+
+def matrix_rows(m: Matrix) -> tuple[list[str], list[list[str]]]:
+    u = "%" if m.policy.drop_mode == "relative" else "pp"
+    head = ["Variant", "Size", *m.tasks, f"Avg Drop {u}", "Verdict", "Promotable"]
+    rows = []
+    for r in m.rows:
+        rows.append([
+            r.name, r.size or "-", *(f"{r.scores[t]:.4f}" for t in m.tasks),
+            "-" if r.average_drop is None else f"{r.average_drop:.2f}",
+            "-" if r.verdict is None else r.verdict.value,
+            "-" if r.promotable is None else ("yes" if r.promotable else "no"),
+        ])
+    return head, rows
+
+
+def render_matrix(m: Matrix, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(m.dump(), indent=2)
+    head, rows = matrix_rows(m)
+    policy = f"profile {m.policy.profile}, {m.policy.aggregate}, {m.policy.drop_mode} drops"
+    if fmt == "markdown":
+        out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        out += ["", f"Scores are each task's primary metric; {policy}."]
+        for r in m.rows[1:]:
+            out += ["", f"**{r.name}**: {r.verdict.value}", *(f"- {x}" for x in r.comparison.reasons)]
+        return "\n".join(out)
+    out = [_grid(head, rows), "", policy]
+    for r in m.rows[1:]:
+        out += [f"{r.name}: {r.verdict.value}", *(f"  - {x}" for x in r.comparison.reasons)]
+    return "\n".join(out)
