@@ -1,0 +1,106 @@
+"""The `local` suite: lm-eval's official task configs pointed at our own small datasets.
+
+lm-eval resolves `include:` by file path and `!function` relative to the
+included YAML, so each local task is a tiny YAML that includes the installed
+official one and only swaps the dataset for JSON files shipped in
+quantgate/lmeval/tasks/data. The installed lm_eval path is only known at run
+time, so the YAMLs are generated into a cache directory (keyed by both paths)
+and loaded with `TaskManager(include_path=..., include_defaults=False)`, which
+skips lm-eval's 5-second scan of its ~14,000 bundled YAMLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from quantgate import __version__
+
+DATA_DIR = Path(__file__).parent / "tasks" / "data"
+MMLU_SUBJECTS = {
+    "elementary_mathematics": "stem",
+    "astronomy": "stem",
+    "formal_logic": "humanities",
+    "logical_fallacies": "humanities",
+    "high_school_geography": "social_sciences",
+    "high_school_macroeconomics": "social_sciences",
+    "nutrition": "other",
+    "miscellaneous": "other",
+}
+LOCAL_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k")
+
+
+def lm_eval_tasks_dir() -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).parent
+
+
+def _dataset(files: dict[str, str | None]) -> dict:
+    return {
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {split: str(DATA_DIR / rel) for split, rel in files.items() if rel}},
+    }
+
+
+def local_task_configs(official: Path) -> dict[str, dict]:
+    """File name → YAML content of every local task and group config."""
+    configs = {
+        "gsm8k.yaml": {"include": str(official / "gsm8k" / "gsm8k.yaml"),
+                       **_dataset({"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"})},
+        "arc_challenge.yaml": {"include": str(official / "arc" / "arc_challenge.yaml"), "validation_split": None,
+                               **_dataset({"train": "arc_challenge/train.jsonl", "test": "arc_challenge/test.jsonl"})},
+        "hellaswag.yaml": {"include": str(official / "hellaswag" / "hellaswag.yaml"),
+                           **_dataset({"train": "hellaswag/train.jsonl",
+                                       "validation": "hellaswag/validation.jsonl"})},
+        "winogrande.yaml": {"include": str(official / "winogrande" / "default.yaml"),
+                            **_dataset({"train": "winogrande/train.jsonl",
+                                        "validation": "winogrande/validation.jsonl"})},
+        "truthfulqa_mc2.yaml": {"include": str(official / "truthfulqa" / "truthfulqa_mc2.yaml"),
+                                **_dataset({"validation": "truthfulqa_mc2/validation.jsonl"})},
+    }
+    mmlu = official / "mmlu" / "default"
+    for subject in MMLU_SUBJECTS:
+        configs[f"mmlu_{subject}.yaml"] = {
+            "include": str(mmlu / f"mmlu_{subject}.yaml"),
+            **_dataset({"test": f"mmlu/{subject}/test.jsonl", "dev": f"mmlu/{subject}/dev.jsonl"}),
+        }
+    # The group and its four subgroups exactly as lm-eval defines them (weighted by size).
+    for name in ("_mmlu.yaml", "_mmlu_stem.yaml", "_mmlu_humanities.yaml", "_mmlu_social_sciences.yaml",
+                 "_mmlu_other.yaml"):
+        configs[name] = {"include": str(mmlu / name)}
+    return configs
+
+
+def local_include_dir(cache_root: Path | None = None) -> Path:
+    """Write (once) and return the directory of generated local task YAMLs."""
+    official = lm_eval_tasks_dir()
+    key = hashlib.sha256(f"{official}|{DATA_DIR}|{__version__}".encode()).hexdigest()[:16]
+    root = cache_root or Path(os.environ.get("QUANTGATE_CACHE", Path.home() / ".cache" / "quantgate"))
+    target = root / "local-tasks" / key
+    if (target / ".complete").exists():
+        return target
+    root.joinpath("local-tasks").mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root / "local-tasks", prefix=".staging-"))
+    for name, config in local_task_configs(official).items():
+        (staging / name).write_text(yaml.safe_dump(config, sort_keys=False))
+    (staging / ".complete").write_text("")
+    try:
+        staging.rename(target)
+    except OSError:  # another process won the race; its copy is identical
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def local_task_manager():
+    """A TaskManager that knows only the local tasks (fast: no scan of lm-eval's own)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(local_include_dir()), include_defaults=False)

@@ -1,0 +1,371 @@
+"""Run lm-eval for one model and write a run directory the decision engine reads.
+
+Python API (the operator's Job and the tests use it):
+
+    config = RunConfig(endpoint="http://llm:8000", suite="local", output=Path("out/fp16"))
+    run_dir = run_evaluation(config, progress=Progress(label="fp16"))
+
+The run directory holds lm-eval's own files, written by its EvaluationTracker
+(`results_<ts>.json`, `samples_<task>_<ts>.jsonl`; samples are always logged:
+answer flips need them) and `manifest.json`. Everything is written into
+`<output>.partial` and renamed to `<output>` only after the manifest, with
+`"complete": true`, is on disk, so an interrupted run never looks complete; a
+failed run leaves `<output>.partial` with `"complete": false` and the error.
+
+The API key travels only in request headers (never in model_args, which
+lm-eval copies into its results); every output file and log line is redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from quantgate import __version__
+from quantgate.api.v1alpha1 import TaskSpec
+from quantgate.errors import InputError, QuantgateError
+from quantgate.lmeval.offline import offline_environment
+from quantgate.lmeval.preflight import Endpoint, preflight, public_url
+from quantgate.lmeval.progress import Progress, SilentProgress
+from quantgate.lmeval.redact import Redactor, RedactingFilter
+from quantgate.lmeval.suites import resolve_tasks
+
+RUN_FAILED = 20
+MANIFEST = "manifest.json"
+DEFAULT_MAX_LENGTH = 2048  # lm-eval's own default, used when the server does not report max_model_len
+
+
+class RunFailed(QuantgateError):
+    exit_code = RUN_FAILED
+
+
+class VllmSettings(BaseModel):
+    """lm-eval's in-process vLLM engine (GPU nodes; `pip install quantgate[vllm]`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_path: str
+    tensor_parallel_size: int = Field(1, ge=1)
+    dtype: str = "auto"
+    quantization: str | None = None
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int | None = None
+
+
+class RunConfig(BaseModel):
+    """Everything one run needs. `api_key` is a SecretStr: never printed or serialised."""
+
+    model_config = ConfigDict(extra="forbid")
+    output: Path
+    engine: Literal["api", "vllm"] = "api"
+    endpoint: str | None = None
+    model: str | None = None
+    suite: str | None = None
+    tasks: list[TaskSpec] | None = None
+    limit: int | None = Field(None, ge=1, description="Applies to every task without its own limit.")
+    concurrency: int = Field(32, ge=1, le=1024)
+    max_length: int | None = Field(None, ge=16)
+    tokenizer: str | None = Field(None, description="Local Hugging Face tokenizer dir when the server has none.")
+    api_key: SecretStr | None = None
+    seed: int = 1234
+    request_timeout: int = Field(300, ge=1)
+    max_retries: int = Field(3, ge=1)
+    vllm: VllmSettings | None = None
+    force: bool = False
+    offline: bool | None = Field(None, description="HF offline mode; default: on for the local suite.")
+    label: str = ""
+
+    def secret(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key else None
+
+
+# ------------------------------------------------------------------ model args
+def api_model_args(config: RunConfig, endpoint: Endpoint) -> dict:
+    """local-completions model_args (no secrets: lm-eval copies these into its results)."""
+    args = {
+        "model": endpoint.model,
+        "base_url": endpoint.completions_url,
+        "num_concurrent": config.concurrency,
+        "max_retries": config.max_retries,
+        "timeout": config.request_timeout,
+        "max_length": config.max_length or endpoint.max_model_len or DEFAULT_MAX_LENGTH,
+        "seed": config.seed,
+        "tokenized_requests": True,
+    }
+    if config.tokenizer:
+        args.update(tokenizer_backend="huggingface", tokenizer=config.tokenizer)
+    else:
+        args.update(tokenizer_backend="remote")
+    return args
+
+
+def vllm_model_args(settings: VllmSettings, seed: int = 1234, max_length: int | None = None) -> dict:
+    """model_args for lm-eval's `vllm` model (lm_eval/models/vllm_causallms.py)."""
+    args = {
+        "pretrained": settings.model_path,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "dtype": settings.dtype,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "seed": seed,
+    }
+    if settings.quantization:
+        args["quantization"] = settings.quantization
+    if settings.max_model_len or max_length:
+        args["max_model_len"] = settings.max_model_len or max_length
+    return args
+
+
+def _instrumented_completions(progress: Progress):
+    """lm-eval's local-completions, counting requests for progress and the manifest."""
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    class InstrumentedCompletions(LocalCompletionsAPI):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            progress.phase("tokenizing", 2 * len(requests))
+            self._tokenizing = True
+            try:
+                return super().loglikelihood(requests, disable_tqdm=True)
+            finally:
+                self._tokenizing = False
+
+        def _loglikelihood_tokens(self, requests, **kwargs):
+            progress.phase("loglikelihood", len(requests))
+            return super()._loglikelihood_tokens(requests, **kwargs)
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            progress.phase("generate_until", len(requests))
+            return super().generate_until(requests, disable_tqdm=True)
+
+        def tok_encode(self, string, *args, **kwargs):
+            out = super().tok_encode(string, *args, **kwargs)
+            if getattr(self, "_tokenizing", False) and isinstance(string, str):
+                progress.advance(1, request=False)  # two encodes per loglikelihood request
+            return out
+
+        async def amodel_call(self, *args, **kwargs):
+            out = await super().amodel_call(*args, **kwargs)
+            progress.advance(1)
+            return out
+
+        def model_call(self, *args, **kwargs):
+            out = super().model_call(*args, **kwargs)
+            progress.advance(1)
+            return out
+
+    return InstrumentedCompletions
+
+
+# ------------------------------------------------------------------ tasks
+def _task_manager(suite: str | None):
+    if suite == "local":
+        from quantgate.lmeval.local_tasks import local_task_manager
+
+        return local_task_manager()
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager()
+
+
+def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None):
+    """Load tasks and apply per-task shots; return (objects, samples-or-None, limit-or-None, plan)."""
+    loaded_objs, samples, plan = [], {}, []
+    limits = {s.name: s.limit or global_limit for s in specs}
+    for spec in specs:
+        try:
+            loaded = task_manager.load([spec.name])
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"unknown lm-eval task {spec.name!r} ({exc}); check the task name") from None
+        groups = loaded.get("groups", {})
+        objs = [groups[spec.name]] if spec.name in groups else list(loaded["tasks"].values())
+        for leaf_name, leaf in loaded["tasks"].items():
+            if spec.num_fewshot is not None:
+                leaf.set_config(key="num_fewshot", value=spec.num_fewshot)
+            if limits[spec.name]:
+                samples[leaf_name] = list(range(min(limits[spec.name], len(leaf.eval_docs))))
+        loaded_objs.extend(objs)
+        plan.append({"name": spec.name, "numFewshot": spec.num_fewshot, "limit": limits[spec.name],
+                     "metric": spec.metric, "subtasks": sorted(loaded["tasks"]) if spec.name not in
+                     loaded["tasks"] else []})
+    return loaded_objs, (samples or None), plan
+
+
+# ------------------------------------------------------------------ logging
+def _configure_logging(redactor: Redactor, verbose: bool) -> logging.Handler:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s [%(name)s] %(message)s"))
+    handler.addFilter(RedactingFilter(redactor))
+    for name in ("lm_eval", "quantgate"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    return handler
+
+
+def _quiet_progress_bars() -> None:
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+# ------------------------------------------------------------------ run
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _prepare_dirs(output: Path, force: bool) -> Path:
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
+        raise InputError(f"output directory {output} already exists; remove it or pass --force")
+    staging = output.with_name(output.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as fh:
+        json.dump(data, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose: bool = False) -> Path:
+    """Run lm-eval as configured; return the complete run directory (== config.output).
+
+    Raises PreflightError (exit 10-14) before any work, InputError (2) on bad
+    input, RunFailed (20) when lm-eval fails mid-run.
+    """
+    progress = progress or SilentProgress()
+    specs = resolve_tasks(config.suite, config.tasks)
+    redactor = Redactor([config.secret()])
+    offline_environment(require_offline=config.offline if config.offline is not None else config.suite == "local")
+    _quiet_progress_bars()
+    handler = _configure_logging(redactor, verbose)
+
+    endpoint = None
+    if config.engine == "api":
+        if not config.endpoint:
+            raise InputError("--endpoint is required (or use --engine vllm --model-path PATH)")
+        progress.message(f"preflight {public_url(config.endpoint)}")
+        endpoint = preflight(config.endpoint, config.model, config.secret(), need_remote_tokenizer=not config.tokenizer)
+        model_args = api_model_args(config, endpoint)
+        progress.message(f"model {endpoint.model} at {public_url(endpoint.api_base)}, "
+                         f"max_length {model_args['max_length']}, concurrency {config.concurrency}")
+    else:
+        if config.vllm is None:
+            raise InputError("--engine vllm needs --model-path PATH")
+        model_args = vllm_model_args(config.vllm, config.seed, config.max_length)
+
+    staging = _prepare_dirs(config.output, config.force)
+    started = _now()
+    t0 = time.monotonic()
+    manifest = {
+        "apiVersion": "quantgate.io/v1alpha1", "kind": "RunManifest", "complete": False,
+        "engine": config.engine,
+        "endpoint": public_url(endpoint.api_base) if endpoint else None,
+        "model": endpoint.model if endpoint else config.vllm.model_path,
+        "suite": config.suite if not config.tasks else None,
+        "concurrency": config.concurrency if endpoint else None,
+        "maxLength": model_args.get("max_length") or model_args.get("max_model_len"),
+        "seed": config.seed, "lmEvalVersion": _lm_eval_version(), "quantgateVersion": __version__,
+        "startedAt": started,
+    }
+    try:
+        results = _evaluate(config, specs, model_args, staging, progress, redactor, manifest)
+    except QuantgateError as exc:
+        _fail(staging, manifest, redactor.text(str(exc)))
+        raise
+    except KeyboardInterrupt:
+        _fail(staging, manifest, "interrupted")
+        raise
+    except Exception as exc:  # lm-eval/aiohttp errors: report in one line, secrets masked
+        message = redactor.text(f"{type(exc).__name__}: {exc}".splitlines()[0])[:400]
+        _fail(staging, manifest, message)
+        raise RunFailed(f"evaluation failed: {message}; partial output in {staging}") from None
+    finally:
+        for name in ("lm_eval", "quantgate"):
+            logging.getLogger(name).removeHandler(handler)
+
+    elapsed = time.monotonic() - t0
+    manifest.update({
+        "finishedAt": _now(), "durationSeconds": round(elapsed, 2),
+        "requests": progress.requests,
+        "throughputRps": round(progress.throughput, 2) if progress.throughput else None,
+        "results": results["file"], "samples": results["samples"],
+    })
+    redactor.files(staging)
+    manifest["complete"] = True
+    _write_json_atomic(staging / MANIFEST, redactor.data(manifest))
+    if config.output.exists():
+        shutil.rmtree(config.output)
+    os.replace(staging, config.output)
+    progress.message(f"done: {progress.requests} requests in {elapsed:.1f}s → {config.output}")
+    return config.output
+
+
+def _fail(staging: Path, manifest: dict, message: str) -> None:
+    manifest.update({"complete": False, "finishedAt": _now(), "error": message})
+    try:
+        _write_json_atomic(staging / MANIFEST, manifest)
+    except OSError:
+        pass
+
+
+def _lm_eval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
+def _evaluate(config, specs, model_args, staging: Path, progress: Progress, redactor: Redactor,
+              manifest: dict) -> dict:
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+
+    task_manager = _task_manager(config.suite if not config.tasks else None)
+    objs, samples, plan = _load_tasks(task_manager, specs, config.limit)
+    manifest["tasks"] = plan
+
+    if config.engine == "api":
+        headers = {"Authorization": f"Bearer {config.secret()}"} if config.secret() else {"Authorization": "Bearer "}
+        lm_class = _instrumented_completions(progress)
+        lm = lm_class(**model_args, header=headers, auth_token=config.secret())
+        model, recorded_args = lm, model_args
+    else:
+        model, recorded_args = "vllm", model_args
+
+    tracker = EvaluationTracker(output_path=str(staging / "results.json"))
+    results = simple_evaluate(
+        model=model, model_args=recorded_args, tasks=objs, task_manager=task_manager,
+        samples=samples, log_samples=True, evaluation_tracker=tracker,
+        random_seed=config.seed, numpy_random_seed=config.seed, torch_random_seed=config.seed,
+        fewshot_random_seed=config.seed,
+    )
+    if results is None:
+        raise RunFailed("lm-eval returned no results")
+    if config.engine == "api":
+        results["config"]["model"] = "local-completions"
+    logged = results.pop("samples")
+    results = redactor.data(results)
+    tracker.save_results_aggregated(results=results, samples=logged)
+    for task_name in results["configs"]:
+        tracker.save_results_samples(task_name=task_name, samples=redactor.data(logged[task_name]))
+    written = sorted(p.name for p in staging.glob("results_*.json"))
+    sample_files = sorted(p.name for p in staging.glob("samples_*.jsonl"))
+    if not written or len(sample_files) != len(results["configs"]):
+        raise RunFailed(f"lm-eval did not write its results into {staging} (disk full or not writable?)")
+    return {"file": written[-1], "samples": sample_files}
