@@ -69,6 +69,8 @@ def stop(proc: Proc, grace: float = 10.0) -> bool:
         while time.monotonic() < deadline:
             _reap(proc.pid)
             if not alive(proc):
+                _reap(proc.pid)  # it may have turned zombie just after the first waitpid
                 return True
             time.sleep(0.05)
+    _reap(proc.pid)
     return True
