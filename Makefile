@@ -26,13 +26,13 @@ system-deps:
 	bash scripts/system-deps.sh
 
 test: venv tools system-deps
-	$(BIN)/python -m pytest tests -q
+	QUANTGATE_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest tests -q
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q
 
 integration: venv tools
-	$(BIN)/python -m pytest tests/integration -q
+	QUANTGATE_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest tests/integration -q
 
 e2e: venv tools
 	bash scripts/e2e.sh
