@@ -45,6 +45,7 @@ def record_first_round(metrics):
     metrics.observe(NS, "llama-int4", status("Block", 6.1, [("gsm8k", 0.52, 0.47, 0.18), ("hellaswag", 0.80, 0.77, 0.06)]))
     metrics.observe(NS, "llama-awq", {"phase": "Running", "observedGeneration": 1})
     metrics.observe(NS, "llama-gguf", {"phase": "Failed", "observedGeneration": 1, "message": "endpoint unreachable"})
+    metrics.observe(NS, "llama-gptq", {"phase": "WaitingForEndpoints", "observedGeneration": 1})
     for verdict, seconds in (("Ship", 95.0), ("Block", 140.0)):
         metrics.count_verdict(verdict, seconds)
     metrics.count_failure("EndpointUnreachable", 20.0)
@@ -129,7 +130,7 @@ def prometheus(tmp_path_factory):
         log.close()
         server.shutdown()
         server.server_close()
-        for ns_name in ("llama-int8", "llama-int4", "llama-awq", "llama-gguf"):
+        for ns_name in ("llama-int8", "llama-int4", "llama-awq", "llama-gguf", "llama-gptq"):
             metrics.forget(NS, ns_name)
 
 
@@ -169,7 +170,8 @@ def test_panels_show_the_recorded_evaluations(prometheus):
     decided = by(api(prometheus, "query", query=expand(targets["Evaluations decided per verdict"]))["result"], "verdict")
     assert decided[("Block",)] > 0 and decided[("ABTest",)] == 0  # ABTest's series first appeared in round two
     phases = by(api(prometheus, "query", query=expand(targets["Evaluations by phase"]))["result"], "phase")
-    assert phases[("Succeeded",)] == 3 and phases[("Failed",)] == 1 and phases[("Running",)] == 0
+    assert phases[("Succeeded",)] == 3 and phases[("Failed",)] == 1 and phases[("WaitingForEndpoints",)] == 1
+    assert phases[("Running",)] == 0
 
 
 def test_template_variables_have_values(prometheus):
@@ -198,3 +200,20 @@ def test_alerts_fire_on_the_real_metrics(prometheus):
             ("QuantgateEvaluationFailed", None, None)}
     wait_for(lambda: want <= firing(), f"alerts {want}", deadline_s=20)
     assert not {a for a in firing() if a[1] == "llama-int8"}, "the shipped candidate raised an alert"
+
+
+def test_rollouts_verdict_template_query(prometheus):
+    """manifests/rollouts' quantgate-verdict query: 1 promotable, 0 blocked or failed, empty while waiting."""
+    template = yaml.safe_load((ROOT / "manifests/rollouts/analysistemplate-verdict-prometheus.yaml").read_text())
+    query = template["spec"]["metrics"][0]["provider"]["prometheus"]["query"]
+
+    def measure(evaluation):
+        expr = query.replace("{{args.namespace}}", NS).replace("{{args.evaluation}}", evaluation)
+        return [float(s["value"][1]) for s in api(prometheus, "query", query=expr)["result"]]
+
+    assert measure("llama-int8") == [1.0]   # Ship
+    assert measure("llama-int4") == [0.0]   # Block
+    assert measure("llama-awq") == [0.0]    # ABTest: not promotable without a human
+    assert measure("llama-gguf") == [0.0]   # Failed: fail closed
+    assert measure("llama-gptq") == []      # still waiting: result[0] errors, Rollouts retries
+    assert measure("no-such-evaluation") == []
