@@ -54,7 +54,7 @@ def test_schema_carries_descriptions_enums_defaults_and_cel():
     assert props["profile"]["enum"][0] == "general" and props["profile"]["default"] == "general"
     assert props["dropMode"]["enum"] == ["relative", "absolute"]
     assert props["runner"]["properties"]["backoffLimit"]["maximum"] == 10
-    assert props["thresholds"]["default"] == {}
+    assert props["thresholds"]["default"] == {"ship": 1.0, "monitor": 3.0, "abTest": 5.0}
     assert any(
         "self.ship <= self.monitor" in r["rule"] for r in props["thresholds"]["x-kubernetes-validations"]
     )

@@ -43,7 +43,8 @@ def test_round_trip_full_mmlu_size_fits_the_configmap_limit():
 def test_large_payload_is_split_parts_first_head_last():
     payload = random.Random(1).randbytes(2_500_000)
     cms = rc.build_configmaps(payload, namespace="ns", name="r", role="candidate", part_bytes=1_000_000)
-    assert [c["metadata"]["name"] for c in cms] == ["r-part-1", "r-part-2", "r"]
+    sha8 = hashlib.sha256(payload).hexdigest()[:8]
+    assert [c["metadata"]["name"] for c in cms] == [f"r-{sha8}-1", f"r-{sha8}-2", "r"]
     head = cms[-1]
     assert head["metadata"]["annotations"][rc.ANN_PARTS] == "3"
     assert head["metadata"]["labels"][names.LABEL_RESULTS] == "true"

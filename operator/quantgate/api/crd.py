@@ -58,7 +58,7 @@ def structural(node: dict, defs: dict) -> dict:
     if "description" in node:
         out["description"] = " ".join(node["description"].split())
     for key in ("enum", "default", "minimum", "maximum", "minLength", "maxLength", "pattern",
-                "minItems", "maxItems", "format"):
+                "minItems", "maxItems", "minProperties", "maxProperties", "format"):
         if key in node:
             out[key] = node[key]
     for key, bool_key, base in (("exclusiveMinimum", "exclusiveMinimum", "minimum"),

@@ -242,14 +242,14 @@ class ModelEvaluationSpec(CamelModel):
     task_limits: dict[str, float] | None = Field(
         None,
         description="Per-task drop limits in percent, e.g. {gsm8k: 2}; a drop >= its limit blocks.",
-        max_length=64,
+        max_length=16,
     )
     thresholds: Thresholds = Field(
         default_factory=Thresholds,
         description="General bounds on the average drop (percent): below ship → Ship, up to monitor → "
         "Monitor, up to abTest → ABTest, above → Block.",
         json_schema_extra={
-            "default": {},
+            "default": Thresholds().dump(),
             "x-kubernetes-validations": [
                 _cel("self.ship <= self.monitor && self.monitor <= self.abTest",
                      "thresholds must satisfy ship <= monitor <= abTest"),
@@ -261,7 +261,8 @@ class ModelEvaluationSpec(CamelModel):
         "relativeDropOfMean", description="How the average drop is formed from the per-task scores."
     )
     runner: RunnerSpec = Field(
-        default_factory=RunnerSpec, description="Runner Job settings.", json_schema_extra={"default": {}}
+        default_factory=RunnerSpec, description="Runner Job settings.",
+        json_schema_extra={"default": RunnerSpec().dump()},
     )
 
     @model_validator(mode="after")

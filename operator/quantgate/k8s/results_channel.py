@@ -2,9 +2,13 @@
 
 Layout (one role of one Job):
 
-* parts ``<name>-part-1`` … ``<name>-part-N`` (only when the payload is larger than
-  one ConfigMap may hold), then the head ``<name>`` written LAST. The head carries the
-  part count and a SHA-256 of the whole payload, so its existence means "complete".
+* parts ``<name>-<sha8>-1`` … ``<name>-<sha8>-N`` (only when the payload is larger than
+  one ConfigMap may hold; sha8 = start of the payload's SHA-256), then the head ``<name>``
+  written LAST. The head carries the part count and the SHA-256 of the whole payload, so
+  its existence means "complete", and a part name always means the same bytes.
+* create-only: the runner ServiceAccount may create ConfigMaps and nothing else. A retried
+  pod that finds a part already there knows it holds the same bytes; one that finds the
+  head already there leaves the earlier complete result in place (first complete wins).
 * payload = gzip(JSON of ``RunResults.to_compact()``): aggregate scores and
   per-question correctness, not raw samples. Full MMLU (14,042 items) fits in one
   ConfigMap after compression; the split is the safety net for bigger suites.
@@ -60,8 +64,8 @@ def split(payload: bytes, part_bytes: int = PART_BYTES) -> list[bytes]:
     return [payload[i : i + part_bytes] for i in range(0, len(payload), part_bytes)] or [b""]
 
 
-def part_name(name: str, index: int) -> str:
-    return name if index == 0 else f"{name}-part-{index}"
+def part_name(name: str, index: int, sha256: str) -> str:
+    return name if index == 0 else f"{name}-{sha256[:8]}-{index}"
 
 
 def build_configmaps(
@@ -77,20 +81,21 @@ def build_configmaps(
 ) -> list[dict]:
     """The ConfigMaps for one payload, parts first and the head (index 0) last."""
     chunks = split(payload, part_bytes)
+    digest = hashlib.sha256(payload).hexdigest()
     labels = {names.MANAGED_BY: names.MANAGER, names.LABEL_ROLE: role, **(extra_labels or {})}
     if evaluation:
         labels[names.LABEL_EVALUATION] = evaluation
     owners = [names.owner_reference(evaluation, owner_uid)] if evaluation and owner_uid else []
     out = []
     for index, chunk in enumerate(chunks):
-        meta = {"name": part_name(name, index), "namespace": namespace, "labels": dict(labels)}
+        meta = {"name": part_name(name, index, digest), "namespace": namespace, "labels": dict(labels)}
         if owners:
             meta["ownerReferences"] = owners
         if index == 0:
             meta["labels"][names.LABEL_RESULTS] = "true"
             meta["annotations"] = {
                 ANN_PARTS: str(len(chunks)),
-                ANN_SHA256: hashlib.sha256(payload).hexdigest(),
+                ANN_SHA256: digest,
                 ANN_FORMAT: FORMAT,
             }
         out.append(
@@ -170,18 +175,15 @@ def publish_run(run_dir: Path, namespace: str, name: str, role: str) -> None:
 
 
 def write_configmaps(core, cms: list[dict]) -> None:
-    """Create each ConfigMap; on a retry (409) replace it (immutable ones: delete, create)."""
+    """Create each ConfigMap in order (parts, then the head); one that exists is kept (see module doc)."""
     from kubernetes.client.exceptions import ApiException
 
     for cm in cms:
-        ns, nm = cm["metadata"]["namespace"], cm["metadata"]["name"]
         try:
-            core.create_namespaced_config_map(ns, cm)
+            core.create_namespaced_config_map(cm["metadata"]["namespace"], cm)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            core.delete_namespaced_config_map(nm, ns)
-            core.create_namespaced_config_map(ns, cm)
 
 
 def read_payload(core, namespace: str, name: str) -> bytes:
@@ -197,11 +199,12 @@ def read_payload(core, namespace: str, name: str) -> bytes:
             raise
 
     head = get(name)
+    ann = _annotations(head)
     try:
-        count = int(_annotations(head).get(ANN_PARTS, "1"))
+        count = int(ann.get(ANN_PARTS, "1"))
     except ValueError:
         raise ResultsError("results ConfigMap has a malformed part count") from None
-    parts = [get(part_name(name, i)) for i in range(1, count)]
+    parts = [get(part_name(name, i, ann.get(ANN_SHA256, ""))) for i in range(1, count)]
     return assemble(head, parts)
 
 

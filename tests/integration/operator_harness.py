@@ -1,0 +1,149 @@
+"""Shared pieces of the operator integration tests (imported by test_operator*.py).
+
+`install_crds(cluster)` applies the generated CRD, the KServe stand-in and the runner RBAC;
+`OperatorProcess` runs `quantgate operator` as a subprocess (so tests can kill and restart
+it like a crashing pod); `simulated(...)` starts simulated model servers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from quantgate.dev.harness import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "manifests/crd/modelevaluations.quantgate.io.yaml"
+KSERVE = ROOT / "manifests/kserve/inferenceservices.serving.kserve.io.yaml"
+RUNNER_RBAC = ROOT / "manifests/rbac/runner.yaml"
+QUANTGATE = str(ROOT / ".venv/bin/quantgate") if (ROOT / ".venv/bin/quantgate").exists() else "quantgate"
+
+
+def install_crds(cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), "-f", str(KSERVE))
+    for name in ("modelevaluations.quantgate.io", "inferenceservices.serving.kserve.io"):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+def install_runner_rbac(cluster, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(RUNNER_RBAC))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OperatorProcess:
+    """`quantgate operator` against the test cluster, logs to a file."""
+
+    def __init__(self, cluster, log_path: Path, *args: str, namespaces: list[str] | None = None):
+        self.cluster = cluster
+        self.log_path = log_path
+        self.metrics_port = free_port()
+        self.args = list(args)
+        self.namespaces = namespaces or []
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "OperatorProcess":
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        cmd = [QUANTGATE, "operator", "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
+               "--runner-image", "quantgate:test", *self.args]
+        for ns in self.namespaces:
+            cmd += ["--namespace", ns]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        wait_for(self.healthy, timeout=60, what="operator /healthz")
+        return self
+
+    def healthy(self) -> bool:
+        import urllib.request
+
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"operator exited: {self.log()[-2000:]}")
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def evaluation(name: str, baseline: dict, candidate: dict, **spec) -> dict:
+    return {"apiVersion": "quantgate.io/v1alpha1", "kind": "ModelEvaluation",
+            "metadata": {"name": name}, "spec": {"baseline": baseline, "candidate": candidate, **spec}}
+
+
+def isvc(name: str, url: str | None, ready: bool = True) -> dict:
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": name},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}}}}}
+
+
+def set_isvc_status(cluster, namespace: str, name: str, url: str | None, ready: bool) -> None:
+    status = {"conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                              "reason": "Simulated" if ready else "PredictorNotReady"}]}
+    if url:
+        status["url"] = url
+        status["address"] = {"url": url}
+    import json
+
+    cluster.kubectl("patch", "inferenceservice", name, "-n", namespace, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": status}))
+
+
+def get(cluster, kind: str, name: str, namespace: str) -> dict:
+    import json
+
+    return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
+
+
+def dump(obj) -> str:
+    return yaml.safe_dump(obj)
+
+
+def python() -> str:
+    return sys.executable
+
+
+def wait_phase(cluster, name: str, namespace: str, phases: tuple[str, ...], timeout: float = 120) -> dict:
+    def check():
+        obj = get(cluster, "meval", name, namespace)
+        st = obj.get("status") or {}
+        if st.get("observedGeneration") == obj["metadata"]["generation"] and st.get("phase") in phases:
+            return obj
+        return None
+
+    return wait_for(check, timeout=timeout, interval=0.5, what=f"meval/{name} phase in {phases}")
+
+
+def now() -> float:
+    return time.monotonic()

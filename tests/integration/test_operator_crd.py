@@ -1,0 +1,75 @@
+"""The generated CRD on the real apiserver: valid CRs pass, invalid ones are rejected by
+the schema and by the CEL rules with the apiserver's own message."""
+
+import pytest
+import yaml
+
+from operator_harness import evaluation, install_crds
+
+ISVC = {"inferenceServiceRef": {"name": "m"}}
+
+
+@pytest.fixture(scope="module")
+def crds(cluster):
+    install_crds(cluster)
+    return cluster
+
+
+def _apply(cluster, namespace, obj):
+    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj), check=False)
+
+
+def test_valid_evaluation_is_accepted_with_defaults(crds, namespace):
+    result = _apply(crds, namespace, evaluation("ok", ISVC, ISVC, tasks=[{"name": "gsm8k", "limit": 20}],
+                                                profile="math-tutoring"))
+    assert result.returncode == 0, result.stderr
+    obj = yaml.safe_load(crds.kubectl("get", "meval", "ok", "-n", namespace, "-o", "yaml").stdout)
+    spec = obj["spec"]
+    assert spec["dropMode"] == "relative" and spec["aggregate"] == "relativeDropOfMean"
+    assert spec["thresholds"] == {"ship": 1.0, "monitor": 3.0, "abTest": 5.0} or spec["thresholds"] == {
+        "ship": 1, "monitor": 3, "abTest": 5}
+    assert spec["runner"]["backoffLimit"] == 1
+
+
+@pytest.mark.parametrize("spec, message", [
+    # schema: enum, type, range, required
+    ({"baseline": ISVC, "candidate": ISVC, "profile": "poetry"}, 'Unsupported value: "poetry"'),
+    ({"baseline": ISVC, "candidate": ISVC, "runner": {"backoffLimit": 99}}, "should be less than or equal to 10"),
+    ({"baseline": ISVC}, "spec.candidate: Required value"),
+    ({"baseline": ISVC, "candidate": {"endpoint": {"url": "ftp://x"}}}, "should match '^https?://'"),
+    # CEL
+    ({"baseline": ISVC, "candidate": {}}, "a model needs exactly one of inferenceServiceRef, endpoint, vllm"),
+    ({"baseline": {**ISVC, "endpoint": {"url": "http://x"}}, "candidate": ISVC},
+     "a model needs exactly one of inferenceServiceRef, endpoint, vllm"),
+    ({"baseline": ISVC, "candidate": ISVC, "thresholds": {"ship": 4, "monitor": 3}},
+     "thresholds must satisfy ship <= monitor <= abTest"),
+    ({"baseline": ISVC, "candidate": ISVC, "suite": "tiny", "tasks": [{"name": "gsm8k"}]},
+     "give either suite or tasks, not both"),
+    ({"baseline": ISVC, "candidate": ISVC, "tasks": [{"name": "hellaswag"}], "profile": "math-tutoring"},
+     "profile math-tutoring limits gsm8k"),
+    ({"baseline": ISVC, "candidate": ISVC, "tasks": [{"name": "hellaswag"}], "taskLimits": {"gsm8k": 2}},
+     "taskLimits may only name tasks the evaluation runs"),
+    ({"baseline": ISVC, "candidate": ISVC, "taskLimits": {"humaneval": 2}},
+     "taskLimits may only name tasks the evaluation runs"),
+    ({"baseline": ISVC, "candidate": ISVC, "tasks": [{"name": "tinyGSM8k", "limit": 5}]},
+     "tinyBenchmarks tasks are already subsampled"),
+])
+def test_invalid_evaluations_are_rejected(crds, namespace, spec, message):
+    obj = {"apiVersion": "quantgate.io/v1alpha1", "kind": "ModelEvaluation", "metadata": {"name": "bad"},
+           "spec": spec}
+    result = _apply(crds, namespace, obj)
+    assert result.returncode != 0, "apiserver accepted an invalid ModelEvaluation"
+    assert message in result.stderr, result.stderr
+
+
+def test_tiny_task_counts_for_its_benchmark(crds, namespace):
+    ok = evaluation("tiny", ISVC, ISVC, tasks=[{"name": "tinyGSM8k"}], taskLimits={"gsm8k": 2},
+                    profile="math-tutoring")
+    result = _apply(crds, namespace, ok)
+    assert result.returncode == 0, result.stderr
+
+
+def test_printer_columns(crds, namespace):
+    _apply(crds, namespace, evaluation("cols", ISVC, ISVC))
+    header = crds.kubectl("get", "modelevaluations", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "BASELINE", "CANDIDATE", "PHASE", "VERDICT", "AVG", "DROP", "AGE"]
