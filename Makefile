@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test unit integration tools system-deps e2e crd manifests lock chart-sync bench clean
+.PHONY: venv demo test unit integration tools system-deps e2e crd manifests lock bench clean
 
 # Create/refresh .venv/ when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -39,6 +39,10 @@ e2e: venv tools
 
 crd: venv
 	$(BIN)/quantgate crd -o manifests/crd/modelevaluations.quantgate.io.yaml
+
+# Plain install YAML (manifests/install/) and the chart's copies of the CRD and alert rules, from the chart.
+manifests: tools
+	bash scripts/manifests.sh
 
 # Hash-pinned dependency locks the Dockerfile installs from (after changing dependencies in pyproject.toml).
 lock: venv

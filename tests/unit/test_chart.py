@@ -1,0 +1,294 @@
+"""charts/quantgate offline: helm lint/template for the defaults and every ci/ combination, the
+values schema, security settings of what it renders, RBAC shape, and the files it shares with
+manifests/ (CRD, alert rules, plain install YAML) being in sync."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "quantgate"
+HELM = Path(os.environ.get("HELM", Path.home() / ".cache" / "quantgate" / "bin" / "helm"))
+KUBECTL = HELM.parent / "kubectl"
+COMBOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
+NS = "quantgate-system"
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    if not HELM.exists():
+        pytest.fail(f"{HELM} not found: run `make tools`")
+    out = subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def render(*args: str) -> list[dict]:
+    out = helm("template", "qg", str(CHART), "--namespace", NS, *args)
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def values_args(combo: str | None) -> list[str]:
+    return ["-f", str(CHART / "ci" / combo)] if combo else []
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def operator_pod(docs: list[dict]) -> dict:
+    (deploy,) = of_kind(docs, "Deployment")
+    return deploy["spec"]["template"]["spec"]
+
+
+# ---------------------------------------------------------------- lint and render
+
+
+@pytest.mark.parametrize("combo", [None, *COMBOS])
+def test_lint_strict(combo):
+    out = helm("lint", "--strict", str(CHART), "--namespace", NS, *values_args(combo), check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 chart(s) failed" in out.stdout
+
+
+@pytest.mark.parametrize("combo", [None, *COMBOS])
+def test_every_pod_is_restricted(combo):
+    docs = render(*values_args(combo))
+    pod = operator_pod(docs)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for c in pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+        assert c["command"] == ["quantgate"] and c["args"] == ["operator"]
+
+
+def test_defaults():
+    docs = render()
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                            "RoleBinding", "Service", "Deployment"])
+    (deploy,) = of_kind(docs, "Deployment")
+    assert deploy["spec"]["replicas"] == 1
+    pod = deploy["spec"]["template"]["spec"]
+    assert "affinity" not in pod, "anti-affinity is off by default"
+    (c,) = pod["containers"]
+    assert c["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["QUANTGATE_NAMESPACES"] == "" and env["QUANTGATE_RUNNER_SERVICE_ACCOUNT"] == "quantgate-runner"
+    assert env["QUANTGATE_RUNNER_IMAGE"] == c["image"] == "ghcr.io/quantgate/quantgate:0.1.0"
+    (svc,) = of_kind(docs, "Service")
+    assert svc["spec"]["ports"][0]["name"] == "metrics"
+    assert svc["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+
+
+def test_namespaced_watch_has_no_cluster_scope():
+    docs = render(*values_args("namespaced-values.yaml"))
+    assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in of_kind(docs, "Role")}
+    assert roles == {("team-a", "qg-quantgate-operator"), ("team-b", "qg-quantgate-operator"),
+                     ("team-a", "qg-quantgate-runner"), ("team-b", "qg-quantgate-runner")}
+    runner_sas = {d["metadata"]["namespace"] for d in of_kind(docs, "ServiceAccount")
+                  if d["metadata"]["name"] == "quantgate-runner"}
+    assert runner_sas == {"team-a", "team-b"}
+    env = {e["name"]: e["value"] for e in operator_pod(docs)["containers"][0]["env"]}
+    assert env["QUANTGATE_NAMESPACES"] == "team-a,team-b"
+
+
+def test_rbac_never_grants_wildcards_secrets_listing_exec_or_crds():
+    for combo in [None, *COMBOS]:
+        docs = render(*values_args(combo))
+        for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], (combo, rule)
+                assert not {"pods", "pods/exec", "serviceaccounts/token", "customresourcedefinitions",
+                            "roles", "clusterroles", "rolebindings", "clusterrolebindings"} & set(rule["resources"])
+                if "secrets" in rule["resources"]:
+                    assert rule["verbs"] == ["get"], rule
+
+
+def test_read_secrets_off_removes_secrets():
+    docs = render(*values_args("cluster-wide-runners-values.yaml"))
+    (role,) = of_kind(docs, "ClusterRole")
+    assert not any("secrets" in r["resources"] for r in role["rules"])
+    runner_ns = {d["metadata"]["namespace"] for d in of_kind(docs, "Role")}
+    assert runner_ns == {"models", "models-staging"}
+
+
+def test_monitoring_objects_come_from_the_gitops_files():
+    docs = render(*values_args("monitoring-values.yaml"))
+    (rule,) = of_kind(docs, "PrometheusRule")
+    source = yaml.safe_load((ROOT / "manifests" / "prometheus" / "prometheusrule.yaml").read_text())
+    assert rule["spec"] == source["spec"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    (svc,) = of_kind(docs, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {p["name"] for p in svc["spec"]["ports"]}
+    assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+
+
+def test_network_policies():
+    docs = render(*values_args("networkpolicy-values.yaml"))
+    policies = {(d["metadata"]["namespace"], d["metadata"]["name"]): d["spec"] for d in of_kind(docs, "NetworkPolicy")}
+    assert set(policies) == {(NS, "qg-quantgate-operator"), ("models", "qg-quantgate-runner")}
+    op = policies[(NS, "qg-quantgate-operator")]
+    assert op["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}],
+                              "from": [{"namespaceSelector": {"matchLabels": {
+                                  "kubernetes.io/metadata.name": "monitoring"}}}]}]
+    cidrs = [p["ipBlock"]["cidr"] for rule in op["egress"] for p in rule.get("to", []) if "ipBlock" in p]
+    assert cidrs == ["10.96.0.1/32", "172.18.0.2/32"]
+    runner = policies[("models", "qg-quantgate-runner")]
+    assert "ingress" not in runner and runner["policyTypes"] == ["Ingress", "Egress"]
+    assert runner["podSelector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "quantgate"}
+    assert {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "models"}}}],
+            "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 8080}]} in runner["egress"]
+
+
+def test_production_values():
+    docs = render(*values_args("production-values.yaml"))
+    pod = operator_pod(docs)
+    (c,) = pod["containers"]
+    assert c["image"] == "registry.example.com/platform/quantgate:0.1.0@sha256:" + "0" * 64
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["QUANTGATE_RUNNER_IMAGE"] == "registry.example.com/platform/quantgate:0.1.0-vllm"
+    assert env["HTTPS_PROXY"] == "http://proxy.internal:3128" and env["QUANTGATE_MAX_CONCURRENT"] == "4"
+
+
+def test_paused_with_own_service_accounts():
+    docs = render(*values_args("paused-values.yaml"))
+    assert not of_kind(docs, "ServiceAccount")
+    assert of_kind(docs, "Deployment")[0]["spec"]["replicas"] == 0
+    subjects = [s["name"] for d in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding")
+                for s in d["subjects"]]
+    assert sorted(subjects) == ["platform-quantgate", "platform-quantgate-runner"]
+
+
+# ---------------------------------------------------------------- the schema
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("replicas=abc", "at '/replicas': got string, want integer"),
+        ("replicas=2", "at '/replicas': maximum: got 2, want 1"),
+        ("replicaz=1", "additional properties 'replicaz' not allowed"),
+        ("operator.resourcez.cpu=1", "at '/operator': additional properties 'resourcez' not allowed"),
+        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
+        ("image.digest=latest", "at '/image/digest'"),
+        ("watch.namespaces={Team_A}", "at '/watch/namespaces/0': 'Team_A' does not match pattern"),
+        ("metrics.port=0", "at '/metrics/port': minimum: got 0, want 1"),
+        ("metrics.serviceMonitor.interval=soon", "at '/metrics/serviceMonitor/interval'"),
+        ("operator.maxConcurrent=0", "at '/operator/maxConcurrent'"),
+        ("networkPolicy.enabled=yes", "at '/networkPolicy/enabled': got string, want boolean"),
+        ("runner.defaultRequests.memory=lots", "at '/runner/defaultRequests/memory'"),
+    ],
+)
+def test_schema_rejects_bad_values_with_a_clear_message(setting, message):
+    out = helm("template", "qg", str(CHART), "--set", setting, check=False)
+    assert out.returncode != 0
+    assert "values don't meet the specifications of the schema" in out.stderr
+    assert message in out.stderr, out.stderr
+
+
+def _leaf_paths(node, prefix=()):
+    if isinstance(node, dict) and node:
+        for k, v in node.items():
+            yield from _leaf_paths(v, prefix + (k,))
+    else:
+        yield prefix
+
+
+def _schema_paths(node, prefix=()):
+    """Paths down to the first node that is not a closed object (a leaf or a free-form map)."""
+    if node.get("additionalProperties") is False:
+        for k, v in node["properties"].items():
+            yield from _schema_paths(v, prefix + (k,))
+    else:
+        yield prefix
+
+
+def test_schema_describes_every_value_and_nothing_else():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+    declared = set(_schema_paths(schema)) - {("global",)}
+    for path in _leaf_paths(values):
+        assert any(path[: len(d)] == d for d in declared), f"values.yaml key {'.'.join(path)} not in the schema"
+    for path in declared:
+        node = values
+        for key in path:
+            assert isinstance(node, dict) and key in node, f"schema key {'.'.join(path)} missing from values.yaml"
+            node = node[key]
+
+
+def test_values_yaml_is_documented_line_by_line():
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z][\w-]*):(.*)$", line)
+        if not m:
+            continue
+        leaf = m.group(3).strip() not in ("",)
+        parent_of_free_map = i and re.match(r"^\s+(requests|limits):", line)  # resources' own keys
+        if leaf and not parent_of_free_map and not re.match(r"^\s+(cpu|memory):", line):
+            previous = lines[i - 1].strip()
+            assert previous.startswith("#"), f"values.yaml:{i + 1}: {line.strip()!r} has no comment above it"
+
+
+# ---------------------------------------------------------------- shared files in sync
+
+
+def test_chart_crds_are_the_generated_crd():
+    generated = sorted(p.name for p in (ROOT / "manifests" / "crd").glob("*.yaml"))
+    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == generated
+    for name in generated:
+        assert filecmp.cmp(ROOT / "manifests" / "crd" / name, CHART / "crds" / name, shallow=False), \
+            f"charts/quantgate/crds/{name} differs from manifests/crd/: run `make manifests`"
+
+
+@pytest.mark.parametrize("name", ["prometheusrule.yaml", "servicemonitor.yaml"])
+def test_chart_monitoring_files_are_the_gitops_files(name):
+    assert filecmp.cmp(ROOT / "manifests" / "prometheus" / name, CHART / "files" / name, shallow=False), \
+        f"charts/quantgate/files/{name} differs from manifests/prometheus/: run `make manifests`"
+
+
+def test_plain_manifests_are_in_sync_with_the_chart(tmp_path):
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "manifests.sh"), str(tmp_path)],
+                         capture_output=True, text=True, env={**os.environ, "HELM": str(HELM)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for name in ("namespace.yaml", "quantgate.yaml"):
+        committed = (ROOT / "manifests" / "install" / name).read_text()
+        assert committed == (tmp_path / name).read_text(), f"manifests/install/{name} is stale: run `make manifests`"
+
+
+def test_kustomization_builds_the_whole_install():
+    if not KUBECTL.exists():
+        pytest.fail(f"{KUBECTL} not found: run `make tools`")
+    out = subprocess.run([str(KUBECTL), "kustomize", str(ROOT / "manifests")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    kinds = {d["kind"] for d in docs}
+    assert {"Namespace", "CustomResourceDefinition", "Deployment", "ClusterRole", "ServiceAccount"} <= kinds
+    (ns,) = of_kind(docs, "Namespace")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_notes_tell_how_to_apply_and_read_a_verdict():
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert "kubectl apply" in notes and "kind: ModelEvaluation" in notes and ".status.verdict" in notes
