@@ -58,7 +58,8 @@ def _thresholds(path: str):
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
-        raise InputError(f"--thresholds {path}: {where + ': ' if where else ''}{err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"--thresholds {path}: {where + ': ' if where else ''}{msg}") from None
 
 
 def policy_from_args(args):

@@ -61,10 +61,10 @@ def _check_setup(tasks: list[str], b: RunResults, c: RunResults, allow_mismatch:
         def shown(x):
             return "none" if x is None else f"{x:g}"
         problems.append(f"limit differs: {shown(b.limit)} vs {shown(c.limit)}")
-    for t in tasks:
-        bn, cn = b.tasks[t].n, c.tasks[t].n
-        if bn is not None and cn is not None and bn != cn:
-            problems.append(f"sample counts differ: {t} n={bn} vs {cn}")
+    counts = [f"{t} n={b.tasks[t].n} vs {c.tasks[t].n}" for t in tasks
+              if None not in (b.tasks[t].n, c.tasks[t].n) and b.tasks[t].n != c.tasks[t].n]
+    if counts:
+        problems.append("sample counts differ: " + ", ".join(counts))
     if not problems:
         return
     text = "; ".join(problems) + " (baseline vs candidate)"
