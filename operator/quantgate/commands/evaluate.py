@@ -1,0 +1,123 @@
+"""`quantgate evaluate --local -f EVALUATION.yaml`: a ModelEvaluation run on this machine.
+
+Runs the baseline and the candidate endpoints concurrently (`quantgate run`
+each), compares them with the decision engine, prints the verdict table and
+writes both run directories, comparison.json and report.html under --output.
+Exit status as `compare`: 0 promotable, 1 not, 2 bad input; a run that fails
+passes on its own status (10-14 preflight, 20 failed mid-run).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate a ModelEvaluation locally against its endpoints",
+        description="Run a ModelEvaluation YAML (baseline and candidate given as endpoint URLs) on this machine: "
+                    "both runs concurrently, then the verdict. Exit 0 promotable, 1 not, 2 bad input, "
+                    "10-20 a run failed (see quantgate run).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--local", action="store_true", required=True,
+                   help="run here (the operator runs the same spec in Kubernetes Jobs)")
+    p.add_argument("-f", "--file", required=True, metavar="FILE", help="ModelEvaluation YAML")
+    p.add_argument("--output", "-o", metavar="DIR", help="default: ./quantgate-eval/<metadata.name>")
+    p.add_argument("--api-key-env", metavar="VAR", default="OPENAI_API_KEY",
+                   help="environment variable holding the endpoints' API key (for apiKeySecretRef)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N documents of every task (smoke runs)")
+    p.set_defaults(func=run)
+
+
+def load_evaluation(path: str):
+    """(name, ModelEvaluationSpec) from a ModelEvaluation document (or a bare spec)."""
+    from pathlib import Path
+
+    import yaml
+    from pydantic import ValidationError
+
+    from quantgate.api.v1alpha1 import ModelEvaluationSpec
+    from quantgate.errors import InputError
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a ModelEvaluation document")
+    if "spec" in doc and doc.get("kind", "ModelEvaluation") != "ModelEvaluation":
+        raise InputError(f"{path}: kind is {doc.get('kind')!r}, expected ModelEvaluation")
+    name = (doc.get("metadata") or {}).get("name") or Path(path).stem
+    try:
+        spec = ModelEvaluationSpec.model_validate(doc.get("spec", doc))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise InputError(f"{path}: spec.{where}: {err['msg']}") from None
+    for role in ("baseline", "candidate"):
+        source = getattr(spec, role)
+        if source.endpoint is None:
+            raise InputError(f"{path}: evaluate --local needs spec.{role}.endpoint.url (an inferenceServiceRef or "
+                             "vllm engine runs only in the cluster)")
+    return name, spec
+
+
+def policy_of(spec):
+    from quantgate.decision.model import Policy
+
+    return Policy(profile=spec.profile, task_limits=spec.task_limits or {}, thresholds=spec.thresholds,
+                  drop_mode=spec.drop_mode, aggregate=spec.aggregate,
+                  metrics={t.name: t.metric for t in (spec.tasks or []) if t.metric})
+
+
+def tasks_arg(spec) -> str | None:
+    if not spec.tasks:
+        return None
+    parts = []
+    for t in spec.tasks:
+        text = t.name + (f":{t.num_fewshot}" if t.num_fewshot is not None else "")
+        parts.append(text + (f"@{t.limit}" if t.limit is not None else ""))
+    return ",".join(parts)
+
+
+def run(args) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from quantgate.decision import compare, matrix
+    from quantgate.errors import QuantgateError
+    from quantgate.lmeval.parallel import RunJob, run_all, run_args
+    from quantgate.lmeval.results import load_run
+    from quantgate.report.html import render_html
+    from quantgate.report.text import render_comparison
+
+    name, spec = load_evaluation(args.file)
+    out = Path(args.output or Path("quantgate-eval") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for role in ("baseline", "candidate"):
+        ep = getattr(spec, role).endpoint
+        jobs.append(RunJob(role, run_args(
+            ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.suite or "leaderboard"),
+            tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
+            api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY"), out / role))
+    print(f"evaluating {name}: baseline and candidate in parallel → {out}", file=sys.stderr)
+    for job in run_all(jobs):
+        if job.returncode not in (0, None):
+            err = QuantgateError(f"the {job.label} run failed (exit status {job.returncode}); see its error above")
+            err.exit_code = job.returncode if job.returncode in range(10, 30) else 2
+            raise err
+    baseline, candidate = load_run(out / "baseline"), load_run(out / "candidate")
+    policy = policy_of(spec)
+    comparison = compare(baseline, candidate, policy)
+    (out / "comparison.json").write_text(json.dumps(comparison.dump(), indent=2) + "\n")
+    sizes = {k: v for k, v in (("Reference", spec.baseline.size), ("candidate", spec.candidate.size)) if v}
+    report = out / "report.html"
+    report.write_text(render_html(matrix(baseline, {"candidate": candidate}, policy, sizes),
+                                  title=f"quantgate: {name}"))
+    print(render_comparison(comparison, "table"))
+    print(f"\nresults: {out}/baseline, {out}/candidate; comparison: {out}/comparison.json; report: {report}")
+    return 0 if comparison.promotable else 1

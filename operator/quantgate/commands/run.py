@@ -1,0 +1,153 @@
+"""`quantgate run`: lm-eval for one model against one endpoint (or in-process vLLM).
+
+Exit status: 0 complete; 2 bad input; 10 unreachable; 11 not healthy / no OpenAI
+API; 12 unauthorized; 13 model not served; 14 no tokenizer endpoints; 20 the
+evaluation failed mid-run (the output is left as <DIR>.partial, marked incomplete);
+21 results could not be published; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+from quantgate.errors import InputError, QuantgateError
+
+PUBLISH_FAILED = 21
+TASK_ARG = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?::(?P<shots>\d+))?(?:@(?P<limit>\d+))?$")
+
+
+class PublishFailed(QuantgateError):
+    exit_code = PUBLISH_FAILED
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run", help="run lm-eval against an OpenAI-compatible endpoint and write a run directory",
+        description="Run lm-eval (its Python API) for one model. Preflight checks the endpoint first; results, "
+                    "per-question samples and manifest.json go to --output (complete only when the run is). "
+                    "Exit codes: 10 unreachable, 11 unhealthy, 12 unauthorized, 13 model not served, "
+                    "14 no tokenizer endpoints, 20 failed mid-run, 21 publishing failed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--endpoint", metavar="URL", help="base URL (…, …/v1 or KServe's …/openai/v1 are detected)")
+    p.add_argument("--model", help="served model name (default: the one /v1/models lists)")
+    p.add_argument("--suite", choices=("leaderboard", "tiny", "local"), help="named task suite (default leaderboard)")
+    p.add_argument("--tasks", metavar="LIST", help="comma-separated tasks, each name[:shots][@limit], e.g. gsm8k:5@100")
+    p.add_argument("--limit", type=int, help="evaluate only the first N documents of each task (not for tiny tasks)")
+    p.add_argument("--concurrency", type=int, default=32, help="requests in flight (lm-eval's own default is 1)")
+    p.add_argument("--max-length", type=int, help="context length (default: the server's max_model_len)")
+    p.add_argument("--output", "-o", required=True, metavar="DIR", help="run directory to create")
+    p.add_argument("--force", action="store_true", help="replace an existing --output directory")
+    p.add_argument("--tokenizer", metavar="PATH", help="local Hugging Face tokenizer, for servers without /tokenize")
+    p.add_argument("--api-key-env", metavar="VAR", default="OPENAI_API_KEY", help="environment variable with the key")
+    p.add_argument("--api-key-file", metavar="PATH", help="file with the key (a mounted Secret); wins over the env")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--request-timeout", type=int, default=300, help="seconds per request")
+    p.add_argument("--engine", choices=("api", "vllm"), default="api", help="vllm: load the model in-process (GPU)")
+    p.add_argument("--model-path", help="--engine vllm: weights directory or Hugging Face id")
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--quantization", help="vLLM quantization method (awq, gptq, fp8, ...)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--publish-configmap", metavar="NAMESPACE/NAME", help="after a complete run, store the results "
+                   "in this ConfigMap (inside the operator's runner Job)")
+    p.add_argument("--role", choices=("baseline", "candidate"), help="with --publish-configmap: which model this is")
+    p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines in logs")
+    p.add_argument("--label", default="", help="prefix for progress lines")
+    p.add_argument("--verbose", action="store_true", help="show lm-eval's INFO logs")
+    p.set_defaults(func=run)
+
+
+def parse_tasks(text: str):
+    from quantgate.api.v1alpha1 import TaskSpec
+
+    specs = []
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        m = TASK_ARG.match(part)
+        if not m:
+            raise InputError(f"--tasks: {part!r} is not name[:shots][@limit], e.g. gsm8k:5@100")
+        specs.append(TaskSpec(name=m["name"], num_fewshot=int(m["shots"]) if m["shots"] else None,
+                              limit=int(m["limit"]) if m["limit"] else None))
+    if not specs:
+        raise InputError("--tasks is empty; list at least one task")
+    return specs
+
+
+def read_api_key(env_var: str | None, key_file: str | None) -> str | None:
+    if key_file:
+        try:
+            with open(key_file) as fh:
+                key = fh.read().strip()
+        except OSError as exc:
+            raise InputError(f"--api-key-file {key_file}: cannot read ({exc.strerror})") from None
+        if not key:
+            raise InputError(f"--api-key-file {key_file} is empty; mount the Secret key holding the API key")
+        return key
+    return os.environ.get(env_var or "OPENAI_API_KEY") or None
+
+
+def parse_publish(value: str | None, role: str | None) -> tuple[str, str] | None:
+    if value is None:
+        if role is not None:
+            raise InputError("--role only makes sense with --publish-configmap NAMESPACE/NAME")
+        return None
+    namespace, _, name = value.partition("/")
+    if not namespace or not name or "/" in name:
+        raise InputError(f"--publish-configmap {value!r}: expected NAMESPACE/NAME")
+    if role is None:
+        raise InputError("--publish-configmap needs --role baseline|candidate")
+    return namespace, name
+
+
+def config_from_args(args):
+    from pathlib import Path
+
+    from quantgate.lmeval.runner import RunConfig, VllmSettings
+
+    if args.suite and args.tasks:
+        raise InputError("give either --suite or --tasks, not both")
+    vllm = None
+    if args.engine == "vllm":
+        if not args.model_path:
+            raise InputError("--engine vllm needs --model-path PATH")
+        vllm = VllmSettings(model_path=args.model_path, tensor_parallel_size=args.tensor_parallel_size,
+                            dtype=args.dtype, quantization=args.quantization,
+                            gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_length)
+    elif not args.endpoint:
+        raise InputError("--endpoint URL is required (or --engine vllm --model-path PATH)")
+    try:
+        return RunConfig(
+            output=Path(args.output), engine=args.engine, endpoint=args.endpoint, model=args.model,
+            suite=args.suite, tasks=parse_tasks(args.tasks) if args.tasks else None, limit=args.limit,
+            concurrency=args.concurrency, max_length=args.max_length, tokenizer=args.tokenizer,
+            api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
+            request_timeout=args.request_timeout, vllm=vllm, force=args.force, label=args.label)
+    except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
+        first = str(exc).splitlines()
+        raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None
+
+
+def run(args) -> int:
+    from quantgate.lmeval.progress import Progress
+    from quantgate.lmeval.runner import run_evaluation
+
+    publish = parse_publish(args.publish_configmap, args.role)
+    config = config_from_args(args)
+    run_dir = run_evaluation(config, progress=Progress(interval=args.progress_interval, label=args.label),
+                             verbose=args.verbose)
+    if publish:
+        try:
+            from quantgate.k8s.results_channel import publish_run
+        except ImportError as exc:
+            raise PublishFailed(f"cannot publish results: {exc}") from None
+        try:
+            publish_run(run_dir, publish[0], publish[1], args.role)
+        except QuantgateError:
+            raise
+        except Exception as exc:  # kubernetes ApiException and friends: one line
+            raise PublishFailed(f"publishing results to ConfigMap {'/'.join(publish)} failed: "
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        print(f"published results to ConfigMap {'/'.join(publish)} ({args.role})")
+    print(run_dir)
+    return 0
