@@ -9,12 +9,8 @@ own test format, so `go test ./util/lua/` in Argo CD would run the same cases) t
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import shutil
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_DIR = ROOT / "manifests/argocd/health/quantgate.io/ModelEvaluation"
-HARNESS = ROOT / "tools/luahealth"
+sys.path.insert(0, str(ROOT / "tools/luahealth"))
+import luahealth  # noqa: E402  (tools/luahealth/luahealth.py)
 HEALTH_KEY = "resource.customizations.health.quantgate.io_ModelEvaluation"
 VALID = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 
@@ -48,23 +45,14 @@ SCRIPT = (CHECK_DIR / "health.lua").read_text()
 
 @pytest.fixture(scope="session")
 def gopher_lua() -> Path:
-    """Builds tools/luahealth once per source version (cached under ~/.cache/quantgate)."""
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go is None:
+    """tools/luahealth built once per source version (cached under ~/.cache/quantgate/bin)."""
+    if luahealth.go_binary() is None:
         pytest.skip("Go is not installed; the gopher-lua harness needs it (the lupa engine still runs)")
-    digest = hashlib.sha256(b"".join((HARNESS / f).read_bytes() for f in ("go.mod", "go.sum", "main.go")))
-    cache = Path(os.environ.get("QUANTGATE_CACHE", Path.home() / ".cache/quantgate"))
-    binary = cache / "bin" / f"luahealth-{digest.hexdigest()[:12]}"
-    if not binary.exists():
-        env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=mod")
-        subprocess.run([go, "build", "-trimpath", "-o", str(binary), "."], cwd=HARNESS, env=env, check=True)
-    return binary
+    return luahealth.build()
 
 
 def run_gopher(binary: Path, objects: list[dict], open_libs: bool, script: Path | None = None) -> list[dict]:
-    cmd = [str(binary)] + (["-open-libs"] if open_libs else []) + [str(script or CHECK_DIR / "health.lua")]
-    out = subprocess.run(cmd, input=json.dumps(objects), capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
+    return luahealth.run(binary, script or CHECK_DIR / "health.lua", objects, open_libs)
 
 
 def run_lupa(obj: dict, script: str = SCRIPT) -> dict:

@@ -1,0 +1,105 @@
+"""The GitOps gate on a real apiserver: the sync-wave example's ModelEvaluation, its status as the
+operator writes it, Argo CD's health check (gopher-lua) on the live object, and the
+`kubectl wait --for=condition=Promotable` gate for plain CI, including a stale generation.
+
+The operator is not running here: the test writes the status through the status subresource
+with the operator's own builders (quantgate.k8s.status), so each state is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from operator_harness import install_crds
+from quantgate.k8s import status as st
+
+ROOT = Path(__file__).resolve().parents[2]
+HEALTH = ROOT / "manifests/argocd/health/quantgate.io/ModelEvaluation/health.lua"
+EXAMPLE = ROOT / "manifests/argocd/example/app/wave1-modelevaluation.yaml"
+sys.path.insert(0, str(ROOT / "tools/luahealth"))
+import luahealth  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def gate(cluster):
+    install_crds(cluster)
+    if luahealth.go_binary() is None:
+        pytest.fail("Go is needed to build tools/luahealth (Argo CD's Lua runtime)")
+    return cluster, luahealth.build()
+
+
+def succeeded(verdict: str, average: float, reasons: list[str], generation: int, previous: dict) -> dict:
+    """The verdict patch, shaped as quantgate.k8s.status.succeeded() writes it."""
+    promotable = verdict in ("Ship", "Monitor")
+    patch = {k: None for k in st.VERDICT_KEYS}
+    summary = f"{verdict}: average drop {average:.2f}%"
+    patch.update({
+        "phase": "Succeeded", "verdict": verdict, "averageDrop": average, "reasons": reasons, "decisive": True,
+        "promotable": promotable, "observedGeneration": generation, "reason": verdict, "message": summary,
+        "conditions": [
+            st.condition("Evaluated", "True", "ResultsCompared", "compared", generation, previous.get("conditions"), st.now()),
+            st.condition("Promotable", "True" if promotable else "False", verdict, summary, generation,
+                         previous.get("conditions"), st.now()),
+        ]})
+    return patch
+
+
+def test_promotion_gate_on_a_live_object(gate, namespace):
+    cluster, lua = gate
+    meval = yaml.safe_load(EXAMPLE.read_text())
+    name = meval["metadata"]["name"]
+    cluster.apply(meval, namespace)  # the example passes the CRD's schema and CEL rules
+
+    def live() -> dict:
+        return json.loads(cluster.kubectl("get", "modelevaluation", name, "-n", namespace, "-o", "json").stdout)
+
+    def health() -> dict:
+        (result,) = luahealth.run(lua, HEALTH, [live()])
+        return result
+
+    def patch_status(patch: dict) -> None:
+        cluster.kubectl("patch", "modelevaluation", name, "-n", namespace, "--subresource=status",
+                        "--type=merge", "-p", json.dumps({"status": patch}))
+
+    def promotable_within(seconds: int) -> bool:
+        result = cluster.kubectl("wait", "--for=condition=Promotable", f"meval/{name}", "-n", namespace,
+                                 f"--timeout={seconds}s", check=False)
+        return result.returncode == 0
+
+    assert health() == {"status": "Progressing",
+                        "message": "Waiting for the quantgate operator to start the evaluation"}
+
+    patch_status(st.start_generation(1, {"baseline": "llama-fp16", "candidate": "llama-int4"}, None))
+    assert health() == {"status": "Progressing", "message": "Pending: evaluating generation 1"}
+    assert not promotable_within(1)
+
+    reason = "gsm8k: drop 4.00% >= 2% limit of profile math-tutoring"
+    patch_status(succeeded("Block", 1.79, [reason], 1, live()["status"]))
+    assert health() == {"status": "Degraded", "message": f"Block: {reason}"}
+    assert not promotable_within(2)
+    print(cluster.kubectl("get", "meval", "-n", namespace, "-o", "wide").stdout)
+
+    patch_status(succeeded("Ship", 0.42, ["average drop 0.42% < 1%"], 1, live()["status"]))
+    assert health() == {"status": "Healthy", "message": "Ship: average accuracy drop 0.42%"}
+    assert promotable_within(10)
+
+    # A spec change is a new generation: the old Ship must not pass, neither in Argo CD nor in CI.
+    cluster.kubectl("patch", "modelevaluation", name, "-n", namespace, "--type=merge",
+                    "-p", json.dumps({"spec": {"profile": "general"}}))
+    assert live()["metadata"]["generation"] == 2
+    assert health() == {"status": "Progressing",
+                        "message": "Waiting for the evaluation of generation 2 (status is from generation 1)"}
+    assert not promotable_within(2), "kubectl wait accepted a Promotable condition of an older generation"
+
+    patch_status(st.failed("RunnerJobFailed", "runner Job failed: endpoint returned 503", 2, live()["status"]))
+    assert health() == {"status": "Degraded",
+                        "message": "Evaluation failed: runner Job failed: endpoint returned 503"}
+    assert not promotable_within(1)
+
+    table = cluster.kubectl("get", "meval", "-n", namespace).stdout
+    assert name in table and "Failed" in table
