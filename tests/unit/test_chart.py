@@ -77,8 +77,8 @@ def test_every_pod_is_restricted(combo):
 def test_defaults():
     docs = render()
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                            "RoleBinding", "Service", "Deployment"])
+    assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole",
+                            "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"])
     (deploy,) = of_kind(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
     pod = deploy["spec"]["template"]["spec"]
@@ -97,7 +97,10 @@ def test_defaults():
 
 def test_namespaced_watch_has_no_cluster_scope():
     docs = render(*values_args("namespaced-values.yaml"))
-    assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
+    (discovery,) = of_kind(docs, "ClusterRole")  # kopf's read-only discovery, nothing namespaced
+    assert grants([discovery]) == {("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+                                   ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+                                   ("", "namespaces", "list"), ("", "namespaces", "watch")}
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in of_kind(docs, "Role")}
     assert roles == {("team-a", "qg-quantgate-operator"), ("team-b", "qg-quantgate-operator"),
                      ("team-a", "qg-quantgate-runner"), ("team-b", "qg-quantgate-runner")}
@@ -108,22 +111,42 @@ def test_namespaced_watch_has_no_cluster_scope():
     assert env["QUANTGATE_NAMESPACES"] == "team-a,team-b"
 
 
-def test_rbac_never_grants_wildcards_secrets_listing_exec_or_crds():
+def grants(roles: list[dict]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for role in roles for rule in role["rules"]
+            for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def test_rbac_never_grants_wildcards_secrets_listing_exec_or_writes_outside_its_own_objects():
     for combo in [None, *COMBOS]:
         docs = render(*values_args(combo))
-        for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
-            for rule in role["rules"]:
-                assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], (combo, rule)
-                assert not {"pods", "pods/exec", "serviceaccounts/token", "customresourcedefinitions",
-                            "roles", "clusterroles", "rolebindings", "clusterrolebindings"} & set(rule["resources"])
-                if "secrets" in rule["resources"]:
-                    assert rule["verbs"] == ["get"], rule
+        granted = grants(of_kind(docs, "ClusterRole") + of_kind(docs, "Role"))
+        assert not any("*" in g for g in granted), combo
+        resources = {r for _, r, _ in granted}
+        assert not {"pods", "pods/exec", "pods/log", "serviceaccounts", "serviceaccounts/token", "roles",
+                    "clusterroles", "rolebindings", "clusterrolebindings", "nodes"} & resources, combo
+        assert {v for _, r, v in granted if r == "secrets"} <= {"get"}
+        assert {v for _, r, v in granted if r in ("customresourcedefinitions", "namespaces")} <= {"list", "watch"}
+
+
+def _manifests_rbac() -> set[tuple[str, str, str]]:
+    docs = [d for p in sorted((ROOT / "manifests" / "rbac").glob("*.yaml"))
+            for d in yaml.safe_load_all(p.read_text()) if d]
+    return grants([d for d in docs if d["kind"] in ("ClusterRole", "Role")])
+
+
+def test_chart_rbac_matches_the_operators_own_account_of_its_calls():
+    """manifests/rbac/ is the operator helper's list of the calls its code makes. The chart grants the
+    same, except namespaces list/watch, which kopf needs only when watching a list of namespaces."""
+    namespaces = {("", "namespaces", "list"), ("", "namespaces", "watch")}
+    cluster_wide = grants(of_kind(render(), "ClusterRole") + of_kind(render(), "Role"))
+    assert cluster_wide == _manifests_rbac() - namespaces
+    listed = render(*values_args("namespaced-values.yaml"))
+    assert grants(of_kind(listed, "ClusterRole") + of_kind(listed, "Role")) == _manifests_rbac()
 
 
 def test_read_secrets_off_removes_secrets():
     docs = render(*values_args("cluster-wide-runners-values.yaml"))
-    (role,) = of_kind(docs, "ClusterRole")
-    assert not any("secrets" in r["resources"] for r in role["rules"])
+    assert not any(r == "secrets" for _, r, _ in grants(of_kind(docs, "ClusterRole")))
     runner_ns = {d["metadata"]["namespace"] for d in of_kind(docs, "Role")}
     assert runner_ns == {"models", "models-staging"}
 
@@ -176,7 +199,7 @@ def test_paused_with_own_service_accounts():
     assert of_kind(docs, "Deployment")[0]["spec"]["replicas"] == 0
     subjects = [s["name"] for d in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding")
                 for s in d["subjects"]]
-    assert sorted(subjects) == ["platform-quantgate", "platform-quantgate-runner"]
+    assert sorted(subjects) == ["platform-quantgate", "platform-quantgate", "platform-quantgate-runner"]
 
 
 # ---------------------------------------------------------------- the schema

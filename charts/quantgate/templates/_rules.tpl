@@ -1,24 +1,25 @@
 {{/*
-RBAC rules: exactly the calls the code makes (operator/quantgate/k8s/cluster.py for the operator,
-operator/quantgate/k8s/results_channel.py for the runner, plus what kopf itself needs).
-tests/integration/test_rbac.py proves they are enough and that nothing more is allowed.
+RBAC rules: exactly the calls the code makes (operator/quantgate/k8s/cluster.py and handlers.py for
+the operator, operator/quantgate/k8s/results_channel.py for the runner; manifests/rbac/ is the
+operator's own account of them). tests/integration/test_rbac.py proves they are enough (impersonating
+the chart's ServiceAccounts) and that nothing more is allowed.
 */}}
 
 {{/* The operator, in each watched namespace (or cluster-wide). */}}
 {{- define "quantgate.operatorRules" -}}
-# Watch evaluations; kopf patches its progress annotations and finalizer on the object.
+# Watch evaluations; the operator writes only their status (no finalizer, no kopf annotations).
 - apiGroups: [quantgate.io]
   resources: [modelevaluations]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 # The verdict: one status patch per generation.
 - apiGroups: [quantgate.io]
   resources: [modelevaluations/status]
   verbs: [get, patch]
-# One runner Job per generation; superseded Jobs are deleted.
+# One runner Job per generation, watched for its outcome; superseded Jobs are deleted.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
-# Read the results the runner published (and find cached baselines by label).
+# Read the results the runner published (and find cached baselines by label); never write.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list]
@@ -26,8 +27,8 @@ tests/integration/test_rbac.py proves they are enough and that nothing more is a
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
   verbs: [get]
-# Verdict events (events.k8s.io) and kopf's handler events (core).
-- apiGroups: ["", events.k8s.io]
+# Verdict / Blocked / Failed events (kopf's own event posting is off).
+- apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
 {{- if .Values.operator.readSecrets }}
@@ -38,9 +39,23 @@ tests/integration/test_rbac.py proves they are enough and that nothing more is a
 {{- end }}
 {{- end -}}
 
-{{/* The runner Job, in its own namespace: publish results ConfigMaps (delete only to replace its own). */}}
+{{/* kopf's discovery, cluster-scoped and read-only: it notices the CRD appearing or changing, and,
+when watching a list of namespaces, which of them exist. Without it kopf retries, logs errors and
+falls back to a fixed view at start-up. */}}
+{{- define "quantgate.discoveryRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if .Values.watch.namespaces }}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end -}}
+
+{{/* The runner Job, in its own namespace: create its results ConfigMaps, nothing else. */}}
 {{- define "quantgate.runnerRules" -}}
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, delete]
+  verbs: [create]
 {{- end -}}
