@@ -30,6 +30,9 @@ from quantgate.lmeval.samples import TaskSamples, read_samples_file
 
 COMPACT_VERSION = 1
 _RESULTS_RE = re.compile(r"^results_(?P<ts>.+)\.json$")
+# lm-eval names its files <stem>_<timestamp>.json (results_… in directories; any stem when
+# --output_path is a .json path); the samples files beside it carry the same timestamp.
+_TIMESTAMP_RE = re.compile(r"_(?P<ts>\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(?:\.\d+)?)\.json$")
 _NOT_DONE = {"failed", "incomplete", "running", "pending", "error"}
 
 
@@ -58,9 +61,27 @@ class RunResults:
     source: str | None = None
 
     def top_level(self) -> list[str]:
-        """Tasks and groups not listed as anyone's subtask, in results order."""
+        """Tasks and groups not listed as anyone's subtask, in results order.
+
+        A group without a score of its own (lm-eval lists a group that has no
+        aggregate_metric_list with no metrics) is not a unit of comparison: its
+        subtasks take its place.
+        """
         nested = {t for subs in self.group_subtasks.values() for t in subs}
-        return [t for t in self.tasks if t not in nested]
+        roots = [t for t in [*self.tasks, *self.group_subtasks] if t not in nested]
+        out: list[str] = []
+
+        def visit(task: str) -> None:
+            entry = self.tasks.get(task)
+            if task in self.group_subtasks and (entry is None or not entry.metrics):
+                for sub in self.group_subtasks[task]:
+                    visit(sub)
+            elif entry is not None and task not in out:
+                out.append(task)
+
+        for t in dict.fromkeys(roots):
+            visit(t)
+        return out
 
     def leaves(self, task: str) -> list[str]:
         """The leaf tasks under a group (the task itself when it is not a group)."""
@@ -140,12 +161,13 @@ def load_run(path: str | Path, *, with_samples: bool = True) -> RunResults:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such file or directory; pass an lm-eval results_*.json or --output_path directory")
+        raise InputError(f"{path}: no such file or directory; "
+                         "pass an lm-eval results_*.json or --output_path directory")
     results_file = _find_results(path) if path.is_dir() else path
     data = _read_json(results_file)
     run = parse_results(data, source=str(results_file))
     if with_samples:
-        m = _RESULTS_RE.match(results_file.name)
+        m = _RESULTS_RE.match(results_file.name) or _TIMESTAMP_RE.search(results_file.name)
         if m:
             run.samples = _read_samples(results_file.parent, m.group("ts"), set(run.tasks))
     return run
@@ -162,15 +184,18 @@ def _find_results(directory: Path) -> Path:
         if info.get("results"):
             chosen = directory / info["results"]
             if not chosen.is_file():
-                raise InputError(f"{directory}: manifest.json names results file {info['results']} which is missing; rerun the evaluation")
+                raise InputError(f"{directory}: manifest.json names results file {info['results']} "
+                                 "which is missing; rerun the evaluation")
             return chosen
     found = sorted(directory.glob("results_*.json")) + sorted(directory.glob("*/results_*.json"))
     if not found:
-        what = "the run recorded in manifest.json has no results file" if manifest.is_file() else "no results_*.json found"
+        what = ("the run recorded in manifest.json has no results file" if manifest.is_file()
+                else "no results_*.json found")
         raise InputError(f"{directory}: {what}; point at an lm-eval --output_path directory or results file")
     parents = sorted({f.parent.name for f in found if f.parent != directory})
     if len(parents) > 1:
-        raise InputError(f"{directory}: results of several models ({', '.join(parents)}); pass one of {directory}/<model> instead")
+        raise InputError(f"{directory}: results of several models ({', '.join(parents)}); "
+                         f"pass one of {directory}/<model> instead")
     # lm-eval's timestamps are ISO dates with ':' → '-': they sort as text.
     return max(found, key=lambda f: (_RESULTS_RE.match(f.name).group("ts"), f.stat().st_mtime))
 

@@ -113,6 +113,7 @@ def read_samples_file(path: Path, task: str) -> TaskSamples:
         try:
             values[key] = [per_doc[d][key] for d in doc_ids]
         except KeyError:
-            raise InputError(f"{path}: task {task} has {key} for some documents only; the samples file is incomplete") from None
+            raise InputError(f"{path}: task {task} has {key} for some documents only; "
+                             "the samples file is incomplete") from None
     digest = hashlib.sha256("".join(f"{d}:{hashes[d]}\n" for d in doc_ids).encode()).hexdigest()
     return TaskSamples(doc_ids=doc_ids, values=values, digest=digest)

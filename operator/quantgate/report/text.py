@@ -44,7 +44,8 @@ def _grid(head: list[str], rows: list[list[str]]) -> str:
         return all(r[i].replace(".", "").replace("-", "").replace("%", "").isdigit() or r[i] == "-" for r in rows)
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if numeric(i) else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        padded = (c.rjust(w) if numeric(i) else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(padded).rstrip()
 
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, rows)])
 

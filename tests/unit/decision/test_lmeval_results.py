@@ -180,3 +180,21 @@ def test_compact_form_is_small_for_full_size_runs():
 def test_from_compact_rejects_other_data():
     with pytest.raises(InputError, match="not a quantgate compact result"):
         RunResults.from_compact({"results": {}})
+
+
+def test_group_without_aggregate_is_replaced_by_its_subtasks():
+    # real lm-eval output of `--tasks bundle,hellaswag`, bundle = gsm8k + winogrande, no aggregate
+    run = load_run(RUNS.parent / "bundle" / "baseline")
+    assert run.tasks["bundle"].metrics == {} and run.group_subtasks == {"bundle": ["gsm8k", "winogrande"]}
+    assert sorted(run.top_level()) == ["gsm8k", "hellaswag", "winogrande"]
+    out = compare(run, run, Policy(profile="math-tutoring"))
+    assert [t.task for t in out.tasks] == run.top_level() and out.verdict.value == "Ship"
+
+
+def test_json_output_path_layout_finds_samples_by_timestamp(baseline_dir):
+    # lm-eval --output_path out.json writes out_<timestamp>.json beside samples_<task>_<timestamp>.jsonl
+    f = results_file(baseline_dir)
+    renamed = f.with_name("out_" + f.name.removeprefix("results_"))
+    f.rename(renamed)
+    assert "gsm8k" in load_run(renamed).samples
+
