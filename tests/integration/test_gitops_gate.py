@@ -9,6 +9,8 @@ with the operator's own builders (quantgate.k8s.status), so each state is exact.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 import yaml
 
 from operator_harness import install_crds
+from quantgate.dev import paths
 from quantgate.k8s import status as st
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,8 +74,17 @@ def test_promotion_gate_on_a_live_object(gate, namespace):
                                  f"--timeout={seconds}s", check=False)
         return result.returncode == 0
 
+    def ci_gate(timeout: int) -> tuple[int, str]:
+        """scripts/wait-promotable.sh, as a CI job runs it."""
+        env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), KUBECTL=str(paths.binary("kubectl")),
+                   QUANTGATE_POLL_SECONDS="0.2")
+        out = subprocess.run(["bash", str(ROOT / "scripts/wait-promotable.sh"), namespace, name, str(timeout)],
+                             env=env, capture_output=True, text=True, timeout=timeout + 30)
+        return out.returncode, out.stdout + out.stderr
+
     assert health() == {"status": "Progressing",
                         "message": "Waiting for the quantgate operator to start the evaluation"}
+    assert ci_gate(1)[0] == 2
 
     patch_status(st.start_generation(1, {"baseline": "llama-fp16", "candidate": "llama-int4"}, None))
     assert health() == {"status": "Progressing", "message": "Pending: evaluating generation 1"}
@@ -82,11 +94,13 @@ def test_promotion_gate_on_a_live_object(gate, namespace):
     patch_status(succeeded("Block", 1.79, [reason], 1, live()["status"]))
     assert health() == {"status": "Degraded", "message": f"Block: {reason}"}
     assert not promotable_within(2)
+    assert ci_gate(60) == (1, f"{namespace}/{name}: Block (generation 1): Block: average drop 1.79%\n")
     print(cluster.kubectl("get", "meval", "-n", namespace, "-o", "wide").stdout)
 
     patch_status(succeeded("Ship", 0.42, ["average drop 0.42% < 1%"], 1, live()["status"]))
     assert health() == {"status": "Healthy", "message": "Ship: average accuracy drop 0.42%"}
     assert promotable_within(10)
+    assert ci_gate(60)[0] == 0
 
     # A spec change is a new generation: the old Ship must not pass, neither in Argo CD nor in CI.
     cluster.kubectl("patch", "modelevaluation", name, "-n", namespace, "--type=merge",
@@ -95,11 +109,14 @@ def test_promotion_gate_on_a_live_object(gate, namespace):
     assert health() == {"status": "Progressing",
                         "message": "Waiting for the evaluation of generation 2 (status is from generation 1)"}
     assert not promotable_within(2), "kubectl wait accepted a Promotable condition of an older generation"
+    code, text = ci_gate(2)
+    assert code == 2 and "no verdict for generation 2" in text
 
     patch_status(st.failed("RunnerJobFailed", "runner Job failed: endpoint returned 503", 2, live()["status"]))
     assert health() == {"status": "Degraded",
                         "message": "Evaluation failed: runner Job failed: endpoint returned 503"}
     assert not promotable_within(1)
+    assert ci_gate(60)[0] == 1
 
     table = cluster.kubectl("get", "meval", "-n", namespace).stdout
     assert name in table and "Failed" in table
