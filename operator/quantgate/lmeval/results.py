@@ -7,8 +7,9 @@
     runs: the newest ``results_*.json`` wins);
   * a ``quantgate run`` output directory: the same layout plus a ``manifest.json``. A
     manifest saying the run is not complete (``"complete": false``, or ``"phase"`` /
-    ``"status"`` other than succeeded/complete) is refused, as is one whose results file
-    is missing. ``"results"`` in the manifest (a path relative to it) picks the file.
+    ``"status"`` failed/incomplete/running/pending/error) is refused, as is one whose results
+    file, or any samples file it lists, is missing. ``"results"`` in the manifest (a path
+    relative to it) picks the file; ``"samples"`` may list the samples files.
 
 `RunResults` keeps, per task, the numeric metrics (``"metric,filter"`` keys as lm-eval
 writes them), their stderrs, higher_is_better, n-shot and sample count, the
@@ -179,8 +180,14 @@ def _find_results(directory: Path) -> Path:
         info = _read_json(manifest)
         state = str(info.get("phase") or info.get("status") or "").lower()
         if info.get("complete") is False or state in _NOT_DONE:
+            error = str(info.get("error") or "").strip().splitlines()
             raise InputError(f"{directory}: the run is not complete (manifest.json: complete={info.get('complete')}, "
-                             f"phase={state or 'unset'}); wait for it to finish or rerun it")
+                             f"phase={state or 'unset'}{', error: ' + error[0] if error else ''}); "
+                             "wait for it to finish or rerun it")
+        missing = [f for f in info.get("samples") or [] if isinstance(f, str) and not (directory / f).is_file()]
+        if missing:
+            raise InputError(f"{directory}: manifest.json lists samples file {missing[0]} which is missing "
+                             f"({len(missing)} missing); rerun the evaluation")
         if info.get("results"):
             chosen = directory / info["results"]
             if not chosen.is_file():

@@ -86,6 +86,15 @@ def test_incomplete_runner_output_is_refused(baseline_dir, manifest):
         load_run(baseline_dir)
 
 
+def test_failed_runner_output_shows_its_error(baseline_dir):
+    manifest = {"complete": False, "error": "ConnectionError: endpoint down\nmore"}
+    (baseline_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError) as exc:
+        load_run(baseline_dir)
+    assert str(exc.value) == (f"{baseline_dir}: the run is not complete (manifest.json: complete=False, phase=unset, "
+                              "error: ConnectionError: endpoint down); wait for it to finish or rerun it")
+
+
 def test_runner_output_missing_its_results_is_refused(baseline_dir):
     (baseline_dir / "manifest.json").write_text(json.dumps({"complete": True, "results": "m/results_x.json"}))
     with pytest.raises(InputError, match="names results file m/results_x.json which is missing"):
@@ -198,3 +207,20 @@ def test_json_output_path_layout_finds_samples_by_timestamp(baseline_dir):
     f.rename(renamed)
     assert "gsm8k" in load_run(renamed).samples
 
+
+
+def test_runner_layout_flat_directory_with_manifest(tmp_path):
+    # `quantgate run` writes lm-eval's files (output_path=<dir>/results.json) flat beside manifest.json
+    src = next((RUNS / "baseline").iterdir())
+    run_dir = tmp_path / "run"
+    shutil.copytree(src, run_dir)
+    files = sorted(p.name for p in run_dir.iterdir())
+    manifest = {"kind": "RunManifest", "complete": True, "results": files[0],
+                "samples": [f for f in files if f.startswith("samples_")]}
+    assert files[0].startswith("results_")
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    run = load_run(run_dir)
+    assert "gsm8k" in run.samples and run.model == "quantgate-sim/baseline"
+    next(run_dir.glob("samples_winogrande_*")).unlink()
+    with pytest.raises(InputError, match="manifest.json lists samples file samples_winogrande_.* which is missing"):
+        load_run(run_dir)
