@@ -26,12 +26,12 @@ def test_table_rows_reference_first(capsys):
     assert rc == 0 and err == ""
     lines = out.splitlines()
     assert lines[0].split() == ["Variant", "Size", "gsm8k", "hellaswag", "arc_challenge", "winogrande",
-                                "truthfulqa_mc2", "mmlu", "Avg", "Drop", "%", "Verdict", "Promotable"]
+                                "truthfulqa_mc2", "mmlu", "Avg", "Drop", "%", "Verdict", "Promotable", "Decisive"]
     rows = [line.split() for line in lines[2:6]]
-    assert rows[0][:3] == ["Reference", "16GB", "0.5400"] and rows[0][-3:] == ["-", "-", "-"]
+    assert rows[0][:3] == ["Reference", "16GB", "0.5400"] and rows[0][-4:] == ["-", "-", "-", "-"]
     assert [r[0] for r in rows] == ["Reference", *VARIANTS]
-    assert [r[-3:] for r in rows[1:]] == [["0.73", "Ship", "yes"], ["2.20", "Monitor", "yes"],
-                                          ["1.22", "Monitor", "yes"]]
+    assert [r[-4:] for r in rows[1:]] == [["0.73", "Ship", "yes", "no"], ["2.20", "Monitor", "yes", "yes"],
+                                          ["1.22", "Monitor", "yes", "no"]]
     assert rows[2][1] == "-"  # no size given
 
 

@@ -93,8 +93,8 @@ def render_html(m: Matrix, title: str = "quantgate decision matrix") -> str:
 <h1>{escape(title)}</h1>
 <p>Profile <b>{escape(p.profile)}</b>, average by <b>{escape(p.aggregate)}</b>, {escape(p.drop_mode)} drops.
 Scores are each task's primary metric ({metrics}).</p>
-<table id="matrix"><thead><tr>{"".join(f"<th>{escape(h)}</th>" for h in head)}</tr></thead>
-<tbody>{"".join(cells)}</tbody></table>
+<div style="overflow-x:auto"><table id="matrix"><thead><tr>{"".join(f"<th>{escape(h)}</th>" for h in head)}</tr></thead>
+<tbody>{"".join(cells)}</tbody></table></div>
 <h2>Drop per task</h2>
 <figure>{drop_chart(m)}<figcaption>Positive = the variant is worse than {escape(m.rows[0].name)};
 dashed lines are the general bounds on the average drop.</figcaption></figure>

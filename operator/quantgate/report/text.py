@@ -74,7 +74,7 @@ def render_comparison(c: Comparison, fmt: str) -> str:
 
 def matrix_rows(m: Matrix) -> tuple[list[str], list[list[str]]]:
     u = "%" if m.policy.drop_mode == "relative" else "pp"
-    head = ["Variant", "Size", *m.tasks, f"Avg Drop {u}", "Verdict", "Promotable"]
+    head = ["Variant", "Size", *m.tasks, f"Avg Drop {u}", "Verdict", "Promotable", "Decisive"]
     rows = []
     for r in m.rows:
         rows.append([
@@ -82,6 +82,7 @@ def matrix_rows(m: Matrix) -> tuple[list[str], list[list[str]]]:
             "-" if r.average_drop is None else f"{r.average_drop:.2f}",
             "-" if r.verdict is None else r.verdict.value,
             "-" if r.promotable is None else ("yes" if r.promotable else "no"),
+            "-" if r.comparison is None else ("yes" if r.comparison.decisive else "no"),
         ])
     return head, rows
 
