@@ -14,8 +14,8 @@ increments = st.lists(st.floats(0, 10, allow_nan=False), min_size=4, max_size=4)
 baselines = st.lists(st.floats(0.05, 1.0), min_size=4, max_size=4)
 bits = st.lists(st.booleans(), min_size=1, max_size=40)
 
-settings.register_profile("quantgate", max_examples=150, deadline=None)
-settings.load_profile("quantgate")
+# per-test settings: a global profile would leak into other test modules
+examples = settings(max_examples=150, deadline=None)
 
 
 @st.composite
@@ -30,12 +30,14 @@ def rules(draw):
                 average_limit=draw(st.one_of(st.none(), st.builds(Limit, st.floats(0, 10), st.just("profile")))))
 
 
+@examples
 @given(rules(), baselines, drops, increments)
 def test_verdict_is_monotone_in_the_drops(rule, bases, d, inc):
     worse = [x + y for x, y in zip(d, inc)]
     assert decide(TASKS, worse, bases, rule).verdict.rank >= decide(TASKS, d, bases, rule).verdict.rank
 
 
+@examples
 @given(baselines, st.lists(bits, min_size=4, max_size=4), st.sampled_from(PROFILES[:2] + PROFILES[3:]),
        st.sampled_from(["relative", "absolute"]))
 def test_identical_candidate_ships_with_no_flips(scores, per_question, profile, mode):
@@ -50,6 +52,7 @@ def test_identical_candidate_ships_with_no_flips(scores, per_question, profile, 
     assert len(flipped) == 2 and all(f.correct_to_incorrect == f.incorrect_to_correct == 0 == f.rate for f in flipped)
 
 
+@examples
 @given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=60))
 def test_swapping_runs_swaps_flip_directions(pairs):
     b_vals = [float(x) for x, _ in pairs]
