@@ -217,3 +217,22 @@ def test_rollouts_verdict_template_query(prometheus):
     assert measure("llama-gguf") == [0.0]   # Failed: fail closed
     assert measure("llama-gptq") == []      # still waiting: result[0] errors, Rollouts retries
     assert measure("no-such-evaluation") == []
+
+
+def test_dashboard_shape_and_sidecar_configmap():
+    dash = json.loads(DASHBOARD.read_text())
+    assert dash["uid"] == "quantgate" and dash["schemaVersion"] >= 36
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dash["panels"]:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"]), panel["title"]
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"]) and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+    titles = " ".join(p["title"].lower() for p in dash["panels"])
+    for topic in ("verdicts over time", "per-task accuracy drop", "flip rate", "duration", "failures"):
+        assert topic in titles
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["query"] == "prometheus"
+    cm = yaml.safe_load((ROOT / "manifests/prometheus/grafana-dashboard-configmap.yaml").read_text())
+    assert cm["kind"] == "ConfigMap" and cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["quantgate.json"]) == dash
