@@ -112,3 +112,17 @@ def test_down_removes_only_what_up_created(tmp_path):
 def test_kubelet_module_runs():
     out = subprocess.run([sys.executable, "-m", "quantgate.dev.kubelet", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--state-dir" in out.stdout
+
+
+def test_only_a_dev_cluster_kubeconfig_is_reused(tmp_path, monkeypatch):
+    from quantgate.dev import harness
+
+    foreign = tmp_path / "foreign.kubeconfig"
+    foreign.write_text("apiVersion: v1\n")
+    monkeypatch.delenv("QUANTGATE_KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(foreign))
+    assert harness.reusable_kubeconfig() is None  # a real cluster's kubeconfig is never touched
+    (tmp_path / cluster.STATE_FILE).write_text('{"server": "", "ports": {}, "procs": []}')
+    assert harness.reusable_kubeconfig() is None  # a dev cluster that is not running
+    monkeypatch.setenv("QUANTGATE_KUBECONFIG", str(foreign))
+    assert harness.reusable_kubeconfig() == foreign  # explicit opt-in

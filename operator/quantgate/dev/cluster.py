@@ -38,6 +38,12 @@ class ClusterError(QuantgateError):
     exit_code = 1
 
 
+class ComponentExited(ClusterError):
+    def __init__(self, component: str, message: str):
+        self.component = component
+        super().__init__(message)
+
+
 @dataclass
 class State:
     directory: Path
@@ -101,7 +107,7 @@ def _wait(what: str, check: Callable[[], bool], state: State, timeout: float) ->
         for proc in state.procs:
             if not procs.alive(proc):
                 log = state.logs / f"{proc.name}.log"
-                raise ClusterError(f"{proc.name} exited while waiting for {what}; see {log}:\n{_tail(log)}")
+                raise ComponentExited(proc.name, f"{proc.name} exited while waiting for {what}; see {log}:\n{_tail(log)}")
         try:
             if check():
                 return
@@ -220,6 +226,16 @@ def running(state_dir: Path) -> State | None:
 
 
 def up(state_dir: Path, progress: Callable[[str], None] = print, timeout: float = 120) -> State:
+    """Start the cluster (or return the running one). A component that dies at start, typically
+    because another process took its free port between our probe and its bind, gets one retry."""
+    try:
+        return _up(state_dir, progress, timeout)
+    except ComponentExited as exc:
+        progress(f"{exc.component} exited at start; retrying once on fresh ports")
+        return _up(state_dir, progress, timeout)
+
+
+def _up(state_dir: Path, progress: Callable[[str], None], timeout: float) -> State:
     missing = paths.missing_binaries()
     if missing:
         raise ClusterError(f"missing {', '.join(missing)} in {paths.bin_dir()}; run `make tools` first")
