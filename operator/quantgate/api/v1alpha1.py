@@ -201,6 +201,8 @@ class RunnerSpec(CamelModel):
 def _spec_rules() -> list[dict]:
     rules = [
         _cel("!(has(self.suite) && has(self.tasks))", "give either suite or tasks, not both"),
+        _cel("!(has(self.limit) && has(self.suite) && self.suite == 'tiny')",
+             "the tiny suite is already subsampled: remove limit"),
     ]
     names_ok = _quoted(SUITE_TASKS + tuple(TINY_FOR.values()))
     tiny = "{" + ", ".join(f"'{k}': '{v}'" for k, v in TINY_FOR.items()) + "}"
@@ -238,6 +240,11 @@ class ModelEvaluationSpec(CamelModel):
     )
     tasks: list[TaskSpec] | None = Field(None, description="Explicit tasks instead of a suite.", min_length=1,
                                          max_length=64)
+    limit: int | None = Field(
+        None, ge=1, le=1000000,
+        description="Evaluate only the first N documents of every suite task without its own limit "
+        "(smoke tests; never for the tiny suite). Changes the numbers: compare like with like.",
+    )
     profile: Profile = Field("general", description="Use-case profile adding task-specific drop limits.")
     task_limits: dict[str, float] | None = Field(
         None,

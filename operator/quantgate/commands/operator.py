@@ -62,6 +62,7 @@ def run(args) -> int:
     # the timer interval is read when the handlers module is imported
     os.environ["QUANTGATE_POLL_INTERVAL_S"] = str(settings.poll_interval_s)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one "Handler succeeded" per event is noise
 
     import kopf
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import uuid
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -129,7 +130,7 @@ class Cluster:
         event = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
             "eventTime": _micro_now(),
             "reportingController": "quantgate.io/operator",
             "reportingInstance": "quantgate-operator",

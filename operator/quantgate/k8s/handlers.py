@@ -101,6 +101,14 @@ def _unsettled(body, **_) -> bool:
     return not st.is_settled(body.get("status"), body.get("metadata", {}).get("generation", 1))
 
 
+def _waiting(body, **_) -> bool:
+    """Waiting on something outside our watches (endpoints, a queue slot, a new generation);
+    a Running evaluation advances on its Job's events instead."""
+    status = body.get("status") or {}
+    return _unsettled(body) and not (
+        status.get("phase") == "Running" and status.get("observedGeneration") == body["metadata"].get("generation"))
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def evaluation_event(type, body, namespace, name, quantgate_jobs: kopf.Index, **_):
     if type == "DELETED":
@@ -112,7 +120,7 @@ def evaluation_event(type, body, namespace, name, quantgate_jobs: kopf.Index, **
         _run(namespace, name, quantgate_jobs)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=Settings.from_env().poll_interval_s, when=_unsettled)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=Settings.from_env().poll_interval_s, when=_waiting)
 def evaluation_poll(namespace, name, quantgate_jobs: kopf.Index, **_):
     _run(namespace, name, quantgate_jobs)
 

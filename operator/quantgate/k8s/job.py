@@ -66,6 +66,8 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str) -> list[s
         args += ["--tasks", ",".join(task_arg(t) for t in spec.tasks)]
     else:
         args += ["--suite", spec.effective_suite or "leaderboard"]
+    if spec.limit is not None:
+        args += ["--limit", str(spec.limit)]
     args += ["--output", f"{WORK}/{role}", "--publish-configmap", f"{ev.namespace}/{results}", "--role", role]
     return args
 
