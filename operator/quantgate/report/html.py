@@ -68,7 +68,7 @@ def drop_chart(m: Matrix, width: int = 760, height: int = 320) -> str:
 
 
 def render_html(m: Matrix, title: str = "quantgate decision matrix") -> str:
-    head, rows = matrix_rows(m)
+    head, rows = matrix_rows(m, decisive=True)
     verdict_col = head.index("Verdict")
     cells = []
     for r in rows:

@@ -72,25 +72,31 @@ def render_comparison(c: Comparison, fmt: str) -> str:
     return "\n".join([_grid(head, rows), "", *_summary(c), "reasons:", *(f"  - {r}" for r in c.reasons)])
 
 
-def matrix_rows(m: Matrix) -> tuple[list[str], list[list[str]]]:
+def matrix_rows(m: Matrix, decisive: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and cells: Variant, Size, one score per task, Avg Drop, Verdict, Promotable
+    (the last two columns), then Decisive when asked for."""
     u = "%" if m.policy.drop_mode == "relative" else "pp"
-    head = ["Variant", "Size", *m.tasks, f"Avg Drop {u}", "Verdict", "Promotable", "Decisive"]
+    head = ["Variant", "Size", *m.tasks, f"Avg Drop {u}", "Verdict", "Promotable"]
+    if decisive:
+        head.append("Decisive")
     rows = []
     for r in m.rows:
-        rows.append([
+        cells = [
             r.name, r.size or "-", *(f"{r.scores[t]:.4f}" for t in m.tasks),
             "-" if r.average_drop is None else f"{r.average_drop:.2f}",
             "-" if r.verdict is None else r.verdict.value,
             "-" if r.promotable is None else ("yes" if r.promotable else "no"),
-            "-" if r.comparison is None else ("yes" if r.comparison.decisive else "no"),
-        ])
+        ]
+        if decisive:
+            cells.append("-" if r.comparison is None else ("yes" if r.comparison.decisive else "no"))
+        rows.append(cells)
     return head, rows
 
 
 def render_matrix(m: Matrix, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(m.dump(), indent=2)
-    head, rows = matrix_rows(m)
+    head, rows = matrix_rows(m, decisive=True)
     policy = f"profile {m.policy.profile}, {m.policy.aggregate}, {m.policy.drop_mode} drops"
     if fmt == "markdown":
         out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
