@@ -38,12 +38,17 @@ def _src(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def argocd_cm(lua: str) -> str:
+def argocd_cm(lua: str, namespace: bool = True) -> str:
+    # Argo CD's install.yaml has no namespaces (kustomize sets them after patching), so the
+    # kustomize patch must not name one or it matches nothing.
+    usage = ("# Paste into argocd-cm, or: kubectl -n argocd patch configmap argocd-cm --type merge --patch-file THIS\n"
+             if namespace else "# Strategic-merge patch for Argo CD's install.yaml (see kustomization.yaml).\n")
     return (
         GENERATED.format(src=_src(HEALTH_LUA))
-        + "# Paste into argocd-cm, or use as a strategic-merge patch (kustomize/kustomization.yaml).\n"
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n  namespace: argocd\n"
-        "  labels:\n    app.kubernetes.io/name: argocd-cm\n    app.kubernetes.io/part-of: argocd\n"
+        + usage
+        + "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n"
+        + ("  namespace: argocd\n" if namespace else "")
+        + "  labels:\n    app.kubernetes.io/name: argocd-cm\n    app.kubernetes.io/part-of: argocd\n"
         f"data:\n  {HEALTH_KEY}: |\n" + _block(lua, 4)
     )
 
@@ -79,7 +84,7 @@ def render() -> dict[Path, str]:
     out: dict[Path, str] = {}
     lua = HEALTH_LUA.read_text()
     out[ROOT / "manifests/argocd/argocd-cm.yaml"] = argocd_cm(lua)
-    out[ROOT / "manifests/argocd/kustomize/argocd-cm-patch.yaml"] = argocd_cm(lua)
+    out[ROOT / "manifests/argocd/kustomize/argocd-cm-patch.yaml"] = argocd_cm(lua, namespace=False)
     out[ROOT / "manifests/argocd/helm-values.yaml"] = helm_values(lua)
     if PROMETHEUS_RULE.exists():
         out[PROMTOOL_RULES] = promtool_rules(PROMETHEUS_RULE.read_text())

@@ -120,3 +120,19 @@ def test_promotion_gate_on_a_live_object(gate, namespace):
 
     table = cluster.kubectl("get", "meval", "-n", namespace).stdout
     assert name in table and "Failed" in table
+
+
+def test_argocd_cm_snippet_patches_a_live_configmap(gate):
+    """The documented install command: kubectl -n argocd patch configmap argocd-cm --type merge --patch-file …"""
+    cluster, _ = gate
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}})
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm", "namespace": "argocd"},
+                   "data": {"url": "https://argocd.example.com"}})
+    try:
+        cluster.kubectl("-n", "argocd", "patch", "configmap", "argocd-cm", "--type", "merge",
+                        "--patch-file", str(ROOT / "manifests/argocd/argocd-cm.yaml"))
+        cm = json.loads(cluster.kubectl("get", "configmap", "argocd-cm", "-n", "argocd", "-o", "json").stdout)
+        assert cm["data"] == {"url": "https://argocd.example.com",
+                              "resource.customizations.health.quantgate.io_ModelEvaluation": HEALTH.read_text()}
+    finally:
+        cluster.kubectl("delete", "namespace", "argocd", "--wait=false", check=False)

@@ -268,3 +268,47 @@ def test_validator_rejects_broken_manifests():
     stage = one(KARGO / "stage.yaml")
     stage["spec"]["requestedFreight"] = []
     assert validate(stage, STAGE) == ["$.spec.requestedFreight: needs at least 1 items"]
+
+
+# --- kustomize, with the real kubectl (from `make tools`) ---
+
+@pytest.fixture(scope="module")
+def kubectl() -> str:
+    import os
+
+    from quantgate.dev import paths
+
+    binary = paths.binary("kubectl")
+    if not binary.exists():
+        message = f"kubectl missing in {paths.bin_dir()}: run `make tools`"
+        if os.environ.get("QUANTGATE_REQUIRE_CLUSTER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return str(binary)
+
+
+def test_kustomize_patch_merges_into_argocd_cm(kubectl, tmp_path):
+    """The patch applied by kustomize/kustomization.yaml, against a stand-in for Argo CD's install."""
+    upstream = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm", "labels": {
+        "app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"}},
+        "data": {"url": "https://argocd.example.com"}}
+    (tmp_path / "install.yaml").write_text(yaml.safe_dump(upstream))
+    (tmp_path / "argocd-cm-patch.yaml").write_text((ARGOCD / "kustomize/argocd-cm-patch.yaml").read_text())
+    kust = one(ARGOCD / "kustomize/kustomization.yaml")
+    kust["resources"] = ["install.yaml"]
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kust))
+    out = subprocess.run([kubectl, "kustomize", str(tmp_path)], capture_output=True, text=True, check=True)
+    (cm,) = [d for d in yaml.safe_load_all(out.stdout) if d]
+    health = (ARGOCD / "health/quantgate.io/ModelEvaluation/health.lua").read_text()
+    assert cm["metadata"]["namespace"] == "argocd"
+    assert cm["data"] == {"url": "https://argocd.example.com",
+                          "resource.customizations.health.quantgate.io_ModelEvaluation": health}
+
+
+def test_example_app_renders_with_kustomize(kubectl):
+    out = subprocess.run([kubectl, "kustomize", str(EXAMPLE / "app")], capture_output=True, text=True, check=True)
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
+        ("HTTPRoute", "llm"), ("InferenceService", "llama-fp16"), ("InferenceService", "llama-int4"),
+        ("ModelEvaluation", "llama-int4")]
+    assert {d["metadata"]["namespace"] for d in docs} == {"models"}
