@@ -82,3 +82,14 @@ def test_missing_secret_holds_the_container_until_it_exists(cluster, namespace):
     assert waiting["reason"] == "CreateContainerConfigError"
     cluster.kubectl("create", "secret", "generic", "later", "--from-literal=k=late", "-n", namespace)
     assert finished_pod(cluster, namespace, "waits")["status"]["phase"] == "Succeeded"
+
+
+def test_pod_active_deadline_fails_the_pod(cluster, namespace):
+    cluster.apply({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late"},
+        "spec": {"restartPolicy": "Never", "activeDeadlineSeconds": 2, "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "300"]}]},
+    }, namespace)
+    pod = finished_pod(cluster, namespace, "late")
+    assert (pod["status"]["phase"], pod["status"]["reason"]) == ("Failed", "DeadlineExceeded")
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143  # SIGTERM

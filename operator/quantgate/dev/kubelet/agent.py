@@ -71,6 +71,7 @@ class Kubelet:
             worker = PodWorker(self, pod)
             self.workers[uid] = worker
             if deleting:
+                worker.delete_requested = True
                 worker.stopping.set()  # never start it: just finish and delete
         worker.start()
 
@@ -95,7 +96,7 @@ class Kubelet:
     def worker_done(self, worker: PodWorker) -> None:
         with self.lock:
             if self.workers.pop(worker.uid, None) is not None and not worker.gone:
-                self.settled[worker.uid] = worker.stopping.is_set()
+                self.settled[worker.uid] = worker.force_deleted
 
     def force_delete(self, namespace: str, name: str, uid: str) -> None:
         """Processes are gone: remove the pod now (its finalizers, if any, still hold it)."""

@@ -54,6 +54,9 @@ class PodWorker(threading.Thread):
         self.stopping = threading.Event()
         self.gone = False  # the pod object no longer exists: write nothing back
         self.grace = 30.0
+        self.deadline_exceeded = False
+        self.delete_requested = False  # a deletionTimestamp was seen
+        self.force_deleted = False
         self._cache: dict[tuple[str, str], dict | None] = {}
 
     # -- API helpers -------------------------------------------------------------------------
@@ -259,6 +262,11 @@ class PodWorker(threading.Thread):
 
     def _run(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        deadline = self.pod["spec"].get("activeDeadlineSeconds")
+        if deadline:
+            timer = threading.Timer(float(deadline), self._deadline_exceeded)
+            timer.daemon = True
+            timer.start()
         backoff = 0.2
         while not self.stopping.is_set():
             try:
@@ -292,14 +300,33 @@ class PodWorker(threading.Thread):
                 reason = "ContainerStatusUnknown" if state.state == "waiting" else "Error"
                 self._terminate_state(state, code, reason, "" if failed_init else "killed: pod deleted")
         ok = not failed_init and all(s.exit_code == 0 for s in self.main)
-        self.patch_status("Succeeded" if ok else "Failed")
-        if self.stopping.is_set():
+        if self.deadline_exceeded:
+            self.patch_status("Failed", "DeadlineExceeded",
+                              "Pod was active on the node longer than the specified deadline")
+        else:
+            self.patch_status("Succeeded" if ok else "Failed")
+        if self.delete_requested and not self.gone:
+            self.force_deleted = True
             self.k.force_delete(self.ns, self.pod_name, self.uid)
+
+    def _deadline_exceeded(self) -> None:
+        """spec.activeDeadlineSeconds passed: kill the containers, the pod fails (not deleted)."""
+        if all(s.state == "terminated" for s in self.main) and self.main:
+            return
+        self.deadline_exceeded = True
+        with self.lock:
+            if self.stopping.is_set():
+                return
+            self.stopping.set()
+            children = list(self.children.values())
+        grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+        threading.Thread(target=runtime.stop, args=(children, grace), daemon=True).start()
 
     def terminate(self, grace: float) -> None:
         """The pod is being deleted: kill its processes (TERM, grace, KILL); the worker then
         writes the terminal status and deletes the pod object with grace 0."""
         with self.lock:
+            self.delete_requested = True
             if self.stopping.is_set():
                 return
             self.grace = grace
