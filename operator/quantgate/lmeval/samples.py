@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from quantgate.errors import InputError
 
 _TAIL_KEY = b'"filter": '
 _HEAD = b'{"doc_id": '
-_BOOKKEEPING = {"filter", "metrics", "doc_hash", "prompt_hash", "target_hash"}
+_DECODER = json.JSONDecoder()
 
 
 @dataclass
@@ -66,45 +67,86 @@ def _decode(data: dict, n: int) -> list[float]:
     return [float(v) for v in data["f"]]
 
 
-def _parse_line(line: bytes) -> tuple[int, dict]:
+CHUNK = 8 << 20
+
+
+def _blocks(fh) -> Iterator[tuple[bytes, int, int]]:
+    """(buffer, start, stop): the file as spans of whole lines, read CHUNK bytes at a time
+    without copying the reads (only a line cut by a read boundary is joined)."""
+    rest = b""
+    while chunk := fh.read(CHUNK):
+        pos = 0
+        if rest:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                rest += chunk
+                continue
+            joined = rest + chunk[: nl + 1]
+            yield joined, 0, len(joined)
+            pos = nl + 1
+        cut = chunk.rfind(b"\n") + 1
+        if cut > pos:
+            yield chunk, pos, cut
+        rest = chunk[max(cut, pos):]
+    if rest:
+        yield rest, 0, len(rest)
+
+
+def _lines(buf: bytes, pos: int, stop: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of every line in buf[pos:stop], without copying the lines."""
+    while pos < stop:
+        nl = buf.find(b"\n", pos, stop)
+        end = stop if nl < 0 else nl
+        yield pos, end
+        pos = end + 1
+
+
+def _parse_line(buf, start: int, end: int) -> tuple[int, dict]:
     """(doc_id, tail dict with filter, metrics, doc_hash and the metric values)."""
-    cut = line.rfind(_TAIL_KEY)
-    if line.startswith(_HEAD) and cut > 0:
-        end = line.index(b",", len(_HEAD))
+    cut = buf.rfind(_TAIL_KEY, start, end)
+    if cut > start and buf[start:start + len(_HEAD)] == _HEAD:
+        comma = buf.find(b",", start + len(_HEAD), end)
         try:
-            return int(line[len(_HEAD): end]), json.loads(b"{" + line[cut:])
-        except ValueError:
+            tail, _ = _DECODER.raw_decode((b"{" + buf[cut:end]).decode("utf-8"))
+            return int(buf[start + len(_HEAD): comma]), tail
+        except (ValueError, UnicodeDecodeError):
             pass  # unexpected shape: parse the whole line
-    record = json.loads(line)
+    record = json.loads(buf[start:end])
     return int(record["doc_id"]), record
 
 
 def read_samples_file(path: Path, task: str) -> TaskSamples:
-    """Read one samples file; raise InputError naming the file when it is not lm-eval's."""
+    """Read one samples file; raise InputError naming the file when it is not lm-eval's.
+
+    The file is read in large blocks and only each line's tail is copied and parsed: real
+    few-shot sample files run to hundreds of megabytes."""
     per_doc: dict[int, dict[str, float]] = {}
     hashes: dict[int, str] = {}
     keys: set[str] = set()
+    lineno = 0
     try:
         with open(path, "rb") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    doc_id, tail = _parse_line(line)
-                    flt = tail["filter"]
-                    names = tail["metrics"]
-                    doc_hash = tail["doc_hash"]
-                except (ValueError, KeyError, TypeError):
-                    raise InputError(f"{path}:{lineno}: not an lm-eval sample record (need doc_id, filter, "
-                                     "metrics, doc_hash); pass lm-eval --log_samples output") from None
-                row = per_doc.setdefault(doc_id, {})
-                for name in names:
-                    value = tail.get(name)
-                    if isinstance(value, (int, float)):
-                        key = f"{name},{flt}"
-                        row[key] = float(value)
-                        keys.add(key)
-                hashes.setdefault(doc_id, doc_hash)
+            for buf, lo, hi in _blocks(fh):
+                for start, end in _lines(buf, lo, hi):
+                    lineno += 1
+                    if not buf[start:min(end, start + 64)].strip() and not buf[start:end].strip():
+                        continue  # a blank line
+                    try:
+                        doc_id, tail = _parse_line(buf, start, end)
+                        flt = tail["filter"]
+                        names = tail["metrics"]
+                        doc_hash = tail["doc_hash"]
+                    except (ValueError, KeyError, TypeError):
+                        raise InputError(f"{path}:{lineno}: not an lm-eval sample record (need doc_id, filter, "
+                                         "metrics, doc_hash); pass lm-eval --log_samples output") from None
+                    row = per_doc.setdefault(doc_id, {})
+                    for name in names:
+                        value = tail.get(name)
+                        if isinstance(value, (int, float)):
+                            key = f"{name},{flt}"
+                            row[key] = float(value)
+                            keys.add(key)
+                    hashes.setdefault(doc_id, doc_hash)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc}); check the path and permissions") from None
     doc_ids = sorted(per_doc)

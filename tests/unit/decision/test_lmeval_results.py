@@ -224,3 +224,16 @@ def test_runner_layout_flat_directory_with_manifest(tmp_path):
     next(run_dir.glob("samples_winogrande_*")).unlink()
     with pytest.raises(InputError, match="manifest.json lists samples file samples_winogrande_.* which is missing"):
         load_run(run_dir)
+
+
+@pytest.mark.parametrize("chunk", [1, 97, 5000])
+def test_block_reader_handles_lines_across_blocks(baseline_dir, monkeypatch, chunk):
+    from quantgate.lmeval import samples as samples_module
+
+    f = next(baseline_dir.glob("*/samples_truthfulqa_mc2_*.jsonl"))
+    f.write_text(f.read_text().replace("\n", "\n\n", 2))  # blank lines are skipped
+    whole = read_samples_file(f, "t")
+    monkeypatch.setattr(samples_module, "CHUNK", chunk)  # shorter than a line, or cutting lines
+    pieces = read_samples_file(f, "t")
+    assert (pieces.doc_ids, pieces.values, pieces.digest) == (whole.doc_ids, whole.values, whole.digest)
+    assert len(whole.doc_ids) == 6
