@@ -93,3 +93,16 @@ def test_pod_active_deadline_fails_the_pod(cluster, namespace):
     pod = finished_pod(cluster, namespace, "late")
     assert (pod["status"]["phase"], pod["status"]["reason"]) == ("Failed", "DeadlineExceeded")
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143  # SIGTERM
+
+
+def test_failed_init_container_fails_the_pod_without_starting_the_rest(cluster, namespace):
+    cluster.apply({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "badinit"},
+        "spec": {"restartPolicy": "Never",
+                 "initContainers": [{"name": "init", "image": "busybox", "command": ["sh", "-c", "exit 4"]}],
+                 "containers": [{"name": "main", "image": "busybox", "command": ["touch", "/tmp/never"]}]},
+    }, namespace)
+    pod = finished_pod(cluster, namespace, "badinit")
+    assert pod["status"]["phase"] == "Failed"
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
+    assert pod["status"]["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}

@@ -295,10 +295,15 @@ class PodWorker(threading.Thread):
     def _finish(self) -> None:
         failed_init = any(s.state == "terminated" and s.exit_code for s in self.init)
         for state in self.init + self.main:
-            if state.state != "terminated":
-                code = 0 if state.state == "waiting" and failed_init else 137
-                reason = "ContainerStatusUnknown" if state.state == "waiting" else "Error"
-                self._terminate_state(state, code, reason, "" if failed_init else "killed: pod deleted")
+            if state.state == "terminated":
+                continue
+            if failed_init:  # never started, as a kubelet leaves them
+                state.state, state.reason, state.message = "waiting", "PodInitializing", ""
+            elif state.state == "waiting":
+                self._terminate_state(state, 137, "ContainerStatusUnknown",
+                                      "the container could not be located when the pod was terminated")
+            else:
+                self._terminate_state(state, 137, "Error", "killed")
         ok = not failed_init and all(s.exit_code == 0 for s in self.main)
         if self.deadline_exceeded:
             self.patch_status("Failed", "DeadlineExceeded",
