@@ -20,9 +20,10 @@ def add_policy_args(p: argparse.ArgumentParser) -> None:
                    help="block when TASK's drop is >= PCT (repeatable; overrides the profile's limit)")
     p.add_argument("--metric", metavar="TASK=METRIC,FILTER", action="append", default=[],
                    help="score TASK on this lm-eval metric key instead of its primary metric (repeatable)")
-    p.add_argument("--drop-mode", choices=("relative", "absolute"), default="relative")
+    p.add_argument("--drop-mode", choices=("relative", "absolute"), default="relative",
+                   help="drop in percent of the baseline score, or in percentage points (default: relative)")
     p.add_argument("--aggregate", choices=("relativeDropOfMean", "meanOfRelativeDrops"),
-                   default="relativeDropOfMean")
+                   default="relativeDropOfMean", help="how the average drop is formed (default: relativeDropOfMean)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="compare runs with different few-shot counts or limits (with a warning)")
 

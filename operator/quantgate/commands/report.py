@@ -5,8 +5,6 @@ Exit status 0 when the report was written (whatever the verdicts), 2 on bad inpu
 
 from __future__ import annotations
 
-import argparse
-
 from quantgate.commands._policy_args import add_policy_args
 
 
@@ -14,17 +12,17 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "report", help="decision matrix of several candidates (INT8, INT4, ...) against one baseline",
         description="One row per variant (the baseline first, as Reference): size, one score per task, "
-                    "average drop and verdict.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "average drop and verdict.")
     p.add_argument("--baseline", required=True, metavar="PATH",
                    help="lm-eval results_*.json, --output_path directory or quantgate run directory")
     p.add_argument("--candidate", required=True, action="append", metavar="NAME=PATH",
                    help="a variant's results (repeatable; rows in this order)")
     p.add_argument("--size", action="append", default=[], metavar="NAME=SIZE",
                    help='size shown for a row, e.g. int8="8 GB" (NAME may be Reference)')
-    p.add_argument("--baseline-name", default="Reference", help="row name of the baseline")
+    p.add_argument("--baseline-name", default="Reference", help="row name of the baseline (default: Reference)")
     add_policy_args(p)
-    p.add_argument("-o", "--output", choices=("table", "markdown", "json", "html"), default="table")
+    p.add_argument("-o", "--output", choices=("table", "markdown", "json", "html"), default="table",
+                   help="output format (default: table; html is a self-contained page with a drop chart)")
     p.add_argument("--out", metavar="FILE", help="write the report to FILE instead of stdout")
     p.set_defaults(func=run)
 
