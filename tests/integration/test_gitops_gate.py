@@ -19,6 +19,7 @@ import yaml
 
 from operator_harness import install_crds
 from quantgate.dev import paths
+from quantgate.dev.harness import get_json, wait_for
 from quantgate.k8s import status as st
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,3 +137,58 @@ def test_argocd_cm_snippet_patches_a_live_configmap(gate):
                               "resource.customizations.health.quantgate.io_ModelEvaluation": HEALTH.read_text()}
     finally:
         cluster.kubectl("delete", "namespace", "argocd", "--wait=false", check=False)
+
+
+def rollouts_job(template_path: Path, name: str, args: dict[str, str]) -> dict:
+    """The Job Argo Rollouts' job provider would create: args substituted into provider.job."""
+    text = template_path.read_text()
+    template = yaml.safe_load(text)
+    defaults = {a["name"]: a["value"] for a in template["spec"]["args"] if "value" in a}
+    values = {**defaults, **args}
+    for key, value in values.items():
+        text = text.replace("{{args.%s}}" % key, value)
+    assert "{{args." not in text
+    job = yaml.safe_load(text)["spec"]["metrics"][0]["provider"]["job"]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, **job.get("metadata", {})},
+            "spec": job["spec"]}
+
+
+def test_rollouts_job_recipe_runs_on_the_cluster(gate, namespace):
+    """quantgate-promotable's Job, run by the dev cluster's kubelet with rbac.yaml's ServiceAccount:
+    Complete for Ship, Failed for Block (after its timeout)."""
+    cluster, _ = gate
+    cluster.kubectl("apply", "-n", namespace, "-f", str(ROOT / "manifests/rollouts/rbac.yaml"))
+    meval = yaml.safe_load(EXAMPLE.read_text())
+    name = meval["metadata"]["name"]
+    cluster.apply(meval, namespace)
+    template = ROOT / "manifests/rollouts/analysistemplate-promotable-job.yaml"
+
+    def set_verdict(verdict: str) -> None:
+        obj = json.loads(cluster.kubectl("get", "meval", name, "-n", namespace, "-o", "json").stdout)
+        patch = succeeded(verdict, 0.4 if verdict == "Ship" else 6.0, [], 1, obj.get("status") or {})
+        cluster.kubectl("patch", "meval", name, "-n", namespace, "--subresource=status", "--type=merge",
+                        "-p", json.dumps({"status": patch}))
+
+    def run_job(job_name: str, timeout: str, service_account: str | None = None) -> str:
+        job = rollouts_job(template, job_name, {"evaluation": name, "namespace": namespace, "timeout": timeout})
+        if service_account:
+            job["spec"]["template"]["spec"]["serviceAccountName"] = service_account
+        cluster.apply(job, namespace)
+
+        def finished():
+            conds = (get_json(cluster, "job", job_name, "-n", namespace).get("status") or {}).get("conditions") or []
+            done = [c["type"] for c in conds if c["status"] == "True" and c["type"] in ("Complete", "Failed")]
+            return done[0] if done else None
+
+        return wait_for(finished, timeout=90, what=f"job {job_name} finished")
+
+    set_verdict("Ship")
+    assert run_job("gate-ship", "30s") == "Complete"
+    # Without rbac.yaml's grant the same Job cannot read the evaluation: the RBAC is what lets it pass.
+    assert run_job("gate-no-rbac", "5s", service_account="default") == "Failed"
+    denied = cluster.kubectl("logs", "-n", namespace, "job/gate-no-rbac", check=False).stdout
+    assert "forbidden" in denied, denied
+    set_verdict("Block")
+    assert run_job("gate-block", "3s") == "Failed"
+    logs = cluster.kubectl("logs", "-n", namespace, "job/gate-block", check=False).stdout
+    assert "timed out" in logs, logs
