@@ -113,7 +113,7 @@ def test_promotion_gate_on_a_live_object(gate, namespace):
     code, text = ci_gate(2)
     assert code == 2 and "no verdict for generation 2" in text
 
-    patch_status(st.failed("RunnerJobFailed", "runner Job failed: endpoint returned 503", 2, live()["status"]))
+    patch_status(st.failed("JobFailed", "runner Job failed: endpoint returned 503", 2, live()["status"]))
     assert health() == {"status": "Degraded",
                         "message": "Evaluation failed: runner Job failed: endpoint returned 503"}
     assert not promotable_within(1)

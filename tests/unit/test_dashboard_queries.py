@@ -48,7 +48,7 @@ def record_first_round(metrics):
     metrics.observe(NS, "llama-gptq", {"phase": "WaitingForEndpoints", "observedGeneration": 1})
     for verdict, seconds in (("Ship", 95.0), ("Block", 140.0)):
         metrics.count_verdict(verdict, seconds)
-    metrics.count_failure("EndpointUnreachable", 20.0)
+    metrics.count_failure("EndpointTimeout", 20.0)
 
 
 def record_second_round(metrics):
@@ -56,7 +56,7 @@ def record_second_round(metrics):
     metrics.count_verdict("ABTest", 310.0)
     metrics.count_verdict("Ship", 80.0)
     metrics.count_verdict("Block", 150.0)
-    metrics.count_failure("EndpointUnreachable", 12.0)
+    metrics.count_failure("EndpointTimeout", 12.0)
 
 
 def free_port() -> int:
@@ -169,7 +169,7 @@ def test_panels_show_the_recorded_evaluations(prometheus):
                "evaluation", "task")
     assert flips[("llama-int4", "gsm8k")] == pytest.approx(0.18)
     failures = api(prometheus, "query", query=expand(targets["Evaluation failures by reason"]))["result"]
-    assert by(failures, "reason")[("EndpointUnreachable",)] > 0
+    assert by(failures, "reason")[("EndpointTimeout",)] > 0
     decided = by(api(prometheus, "query", query=expand(targets["Evaluations decided per verdict"]))["result"], "verdict")
     assert decided[("Block",)] > 0
     phases = by(api(prometheus, "query", query=expand(targets["Evaluations by phase"]))["result"], "phase")
