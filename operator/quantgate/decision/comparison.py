@@ -49,6 +49,16 @@ def _check_same_tasks(b: list[str], c: list[str]) -> None:
         raise InputError("the results contain no tasks to compare")
 
 
+def _check_same_subtasks(tasks: list[str], b: RunResults, c: RunResults) -> None:
+    for t in tasks:
+        lb, lc = set(b.leaves(t)), set(c.leaves(t))
+        if lb != lc:
+            parts = [f"only in baseline: {_names(lb - lc)}" if lb - lc else "",
+                     f"only in candidate: {_names(lc - lb)}" if lc - lb else ""]
+            raise InputError(f"group {t} has different subtasks in the two runs ({'; '.join(p for p in parts if p)}); "
+                             "evaluate both on the same tasks")
+
+
 def _check_setup(tasks: list[str], b: RunResults, c: RunResults, allow_mismatch: bool, warnings: list[str]) -> None:
     """Few-shot counts and sample counts/limits must agree, or be allowed with a warning."""
     problems = []
@@ -169,6 +179,7 @@ def compare(baseline: RunResults, candidate: RunResults, policy: Policy, *, allo
     warnings: list[str] = []
     tasks = baseline.top_level()
     _check_same_tasks(tasks, candidate.top_level())
+    _check_same_subtasks(tasks, baseline, candidate)
     _check_setup(tasks, baseline, candidate, allow_mismatch, warnings)
     rule = rule_for(policy, tasks)
     rows = [_row(t, baseline, candidate, policy, allow_mismatch, warnings) for t in tasks]

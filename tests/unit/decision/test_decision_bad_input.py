@@ -69,3 +69,12 @@ def test_zero_baseline_is_refused_in_relative_mode_only():
                                          "is undefined; use --drop-mode absolute"):
         compare(b, c, Policy())
     assert compare(b, c, Policy(drop_mode="absolute")).tasks[0].drop == pytest.approx(-10)
+
+
+def test_groups_with_different_subtasks_are_named():
+    b = make_run({"mmlu_a": 0.5, "mmlu_b": 0.5, "mmlu": 0.5}, groups={"mmlu": ["mmlu_a", "mmlu_b"]})
+    c = make_run({"mmlu_a": 0.5, "mmlu_c": 0.5, "mmlu": 0.5}, groups={"mmlu": ["mmlu_a", "mmlu_c"]})
+    with pytest.raises(InputError) as exc:
+        compare(b, c, Policy())
+    assert one_line(exc) == ("group mmlu has different subtasks in the two runs (only in baseline: mmlu_b; "
+                             "only in candidate: mmlu_c); evaluate both on the same tasks")
