@@ -22,6 +22,7 @@ as base64 bit strings, continuous ones rounded to 4 decimals) for the results Co
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +222,8 @@ def _read_json(path: Path) -> dict:
 
 
 def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite number, else None (lm-eval writes "N/A" or NaN for stderrs it did not compute)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 

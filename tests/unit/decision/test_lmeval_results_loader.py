@@ -237,3 +237,14 @@ def test_block_reader_handles_lines_across_blocks(baseline_dir, monkeypatch, chu
     pieces = read_samples_file(f, "t")
     assert (pieces.doc_ids, pieces.values, pieces.digest) == (whole.doc_ids, whole.values, whole.digest)
     assert len(whole.doc_ids) == 6
+
+
+def test_non_numbers_are_not_metrics():
+    from quantgate.lmeval.results import parse_results
+
+    run = parse_results({"results": {"gsm8k": {"exact_match,strict-match": 0.5, "exact_match_stderr,strict-match": "N/A",
+                                               "exact_match,flexible-extract": float("nan"), "alias": "gsm8k"}}})
+    t = run.tasks["gsm8k"]
+    assert t.metrics == {"exact_match,strict-match": 0.5} and t.stderrs == {}
+    out = compare(run, run, Policy())
+    assert out.tasks[0].ci95 is None and out.verdict.value == "Ship"
