@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantgate.decision.model import Comparison, Policy, TaskComparison, Verdict
+from quantgate.decision.model import Comparison, Flips, Policy, TaskComparison, Verdict
 from quantgate.decision.paired import interval, pair, unpaired_se
 from quantgate.decision.rule import (
     PROFILE_AVERAGE_LIMITS,
@@ -29,22 +29,22 @@ class _Row:
     drop: float
     n: int | None
     ci: tuple[float, float] | None
-    flips: object | None
+    flips: Flips | None
 
 
 def _names(tasks) -> str:
     return ", ".join(sorted(tasks))
 
 
+def _only_in(b: set[str], c: set[str]) -> str:
+    parts = [f"only in {side}: {_names(names)}" for side, names in (("baseline", b - c), ("candidate", c - b)) if names]
+    return "; ".join(parts)
+
+
 def _check_same_tasks(b: list[str], c: list[str]) -> None:
-    only_b, only_c = set(b) - set(c), set(c) - set(b)
-    if only_b or only_c:
-        parts = []
-        if only_b:
-            parts.append(f"only in baseline: {_names(only_b)}")
-        if only_c:
-            parts.append(f"only in candidate: {_names(only_c)}")
-        raise InputError(f"the runs evaluated different tasks ({'; '.join(parts)}); evaluate both on the same tasks")
+    if set(b) != set(c):
+        raise InputError(f"the runs evaluated different tasks ({_only_in(set(b), set(c))}); "
+                         "evaluate both on the same tasks")
     if not b:
         raise InputError("the results contain no tasks to compare")
 
@@ -53,9 +53,7 @@ def _check_same_subtasks(tasks: list[str], b: RunResults, c: RunResults) -> None
     for t in tasks:
         lb, lc = set(b.leaves(t)), set(c.leaves(t))
         if lb != lc:
-            parts = [f"only in baseline: {_names(lb - lc)}" if lb - lc else "",
-                     f"only in candidate: {_names(lc - lb)}" if lc - lb else ""]
-            raise InputError(f"group {t} has different subtasks in the two runs ({'; '.join(p for p in parts if p)}); "
+            raise InputError(f"group {t} has different subtasks in the two runs ({_only_in(lb, lc)}); "
                              "evaluate both on the same tasks")
 
 
