@@ -4,32 +4,27 @@ A Prometheus server (Debian's `prometheus`) on loopback scrapes quantgate.metric
 the operator's own `serve()`, after evaluations were recorded through its public functions
 (`observe`, `count_verdict`, `count_failure`) in two rounds, so counters and histograms have
 real increases. The same Prometheus loads the alert rules, so the alerts are also checked
-against the real metrics. No cluster needed; a temp storage dir and free ports; everything
-is stopped at the end.
+against the real metrics. No cluster needed. tests/integration/test_gitops_e2e.py does the
+same against the running operator.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
-import socket
-import subprocess
-import time
-import urllib.parse
-import urllib.request
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "manifests/prometheus/dashboards/quantgate.json"
-RULES = ROOT / "manifests/prometheus/promtool/quantgate-rules.yaml"
-NS = "gitops-dashboard-test"  # its own namespace: other tests share the metrics registry
+sys.path.insert(0, str(ROOT / "tests"))
+from prometheus_harness import (  # noqa: E402
+    DASHBOARD, api, expand, firing, panel_targets, prometheus, query, scalar, wait_for)
 
-# Grafana's variables, as the dashboard's "All" selection and a 1 s scrape interval expand them.
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__range": "1h", "$namespace": ".*", "$evaluation": ".*"}
+NS = "gitops-dashboard-test"  # its own namespace: other tests share the metrics registry
+EVALUATIONS = ("llama-int8", "llama-int4", "llama-awq", "llama-gguf", "llama-gptq")
 
 
 def status(verdict, average, tasks, generation=1):
@@ -59,160 +54,83 @@ def record_second_round(metrics):
     metrics.count_failure("EndpointTimeout", 12.0)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def api(base: str, path: str, **params) -> dict:
-    url = f"{base}/api/v1/{path}?{urllib.parse.urlencode(params, doseq=True)}"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body = json.load(resp)
-    assert body["status"] == "success", body
-    return body["data"]
-
-
-def wait_for(check, what: str, deadline_s: float = 60):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def scalar(base: str, expr: str) -> float | None:
-    result = api(base, "query", query=expr)["result"]
-    return float(result[0]["value"][1]) if result else None
-
-
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
+def prom(tmp_path_factory):
     from quantgate import metrics
 
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus missing: run `bash scripts/system-deps.sh` (Debian package prometheus)"
     server = metrics.serve(host="127.0.0.1", port=0)
-    work = tmp_path_factory.mktemp("prometheus")
-    shutil.copy(RULES, work / "rules.yaml")
-    (work / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": ["rules.yaml"],
-        "scrape_configs": [{"job_name": "quantgate-operator",
-                            "static_configs": [{"targets": [f"127.0.0.1:{server.server_port}"]}]}],
-    }))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = open(work / "prometheus.log", "w")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT)
     try:
         # Counters are process-wide (other tests may have counted too): wait relative to now.
         blocks = metrics.REGISTRY.get_sample_value("quantgate_evaluations_total", {"verdict": "Block"}) or 0
         record_first_round(metrics)
-        wait_for(lambda: scalar(base, 'quantgate_evaluations_total{verdict="Block"}') == blocks + 1, "the first scrape")
-        record_second_round(metrics)
-        wait_for(lambda: scalar(base, 'quantgate_evaluations_total{verdict="Block"}') == blocks + 2,
-                 "a scrape after round two")
-        wait_for(lambda: scalar(base, 'count_over_time(quantgate_evaluations_total{verdict="Block"}[1m])') >= 3,
-                 "a third scrape")
-        yield base
+        with prometheus(tmp_path_factory.mktemp("prometheus"), server.server_port) as base:
+            block_total = 'quantgate_evaluations_total{verdict="Block"}'
+            wait_for(lambda: scalar(base, block_total) == blocks + 1, "a scrape of round one")
+            record_second_round(metrics)
+            wait_for(lambda: scalar(base, block_total) == blocks + 2, "a scrape after round two")
+            wait_for(lambda: scalar(base, f"count_over_time({block_total}[1m])") >= 3, "a third scrape")
+            yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         server.shutdown()
         server.server_close()
-        for ns_name in ("llama-int8", "llama-int4", "llama-awq", "llama-gguf", "llama-gptq"):
-            metrics.forget(NS, ns_name)
+        for name in EVALUATIONS:
+            metrics.forget(NS, name)
 
 
-def panel_targets():
-    dash = json.loads(DASHBOARD.read_text())
-    return [(p["title"], t["refId"], t["expr"]) for p in dash["panels"] for t in p["targets"]]
+TARGETS = panel_targets()
 
 
-def expand(expr: str) -> str:
-    for name, value in GRAFANA_VARS.items():
-        expr = expr.replace(name, value)
-    assert "$" not in expr, f"unexpanded Grafana variable in {expr}"
-    return expr
-
-
-@pytest.mark.parametrize("title,ref,expr", panel_targets(), ids=[f"{t}/{r}" for t, r, _ in panel_targets()])
-def test_panel_query_returns_data(prometheus, title, ref, expr):
-    result = api(prometheus, "query", query=expand(expr))["result"]
-    values = [float(s["value"][1]) for s in result]
+@pytest.mark.parametrize("title,ref,expr", TARGETS, ids=[f"{t}/{r}" for t, r, _ in TARGETS])
+def test_panel_query_returns_data(prom, title, ref, expr):
+    values = [float(s["value"][1]) for s in query(prom, expand(expr))]
     assert values, f"{title}: no data for {expr}"
-    assert all(math.isfinite(v) for v in values), f"{title}: {result}"
+    assert all(math.isfinite(v) for v in values), f"{title}: {values}"
 
 
 def by(result, *labels):
     return {tuple(s["metric"].get(k) for k in labels): float(s["value"][1]) for s in result}
 
 
-def test_panels_show_the_recorded_evaluations(prometheus):
-    targets = {title: expr.replace("$namespace", NS) for title, _, expr in panel_targets()}
-    verdicts = by(api(prometheus, "query", query=expand(targets["Current verdicts"]))["result"], "evaluation", "verdict")
+def test_panels_show_the_recorded_evaluations(prom):
+    targets = {title: expand(expr, namespace=NS) for title, _, expr in TARGETS}
+    verdicts = by(query(prom, targets["Current verdicts"]), "evaluation", "verdict")
     assert verdicts == {("llama-int8", "Ship"): 1, ("llama-int4", "Block"): 1, ("llama-awq", "ABTest"): 1}
-    flips = by(api(prometheus, "query", query=expand(targets["Per-task answer flip rate per candidate"]))["result"],
-               "evaluation", "task")
+    flips = by(query(prom, targets["Per-task answer flip rate per candidate"]), "evaluation", "task")
     assert flips[("llama-int4", "gsm8k")] == pytest.approx(0.18)
-    failures = api(prometheus, "query", query=expand(targets["Evaluation failures by reason"]))["result"]
-    assert by(failures, "reason")[("EndpointTimeout",)] > 0
-    decided = by(api(prometheus, "query", query=expand(targets["Evaluations decided per verdict"]))["result"], "verdict")
-    assert decided[("Block",)] > 0
-    phases = by(api(prometheus, "query", query=expand(targets["Evaluations by phase"]))["result"], "phase")
+    assert by(query(prom, targets["Evaluation failures by reason"]), "reason")[("EndpointTimeout",)] > 0
+    assert by(query(prom, targets["Evaluations decided per verdict"]), "verdict")[("Block",)] > 0
+    phases = by(query(prom, targets["Evaluations by phase"]), "phase")
     assert phases[("Succeeded",)] == 3 and phases[("Failed",)] == 1 and phases[("WaitingForEndpoints",)] == 1
     assert phases[("Running",)] == 0
 
 
-def test_template_variables_have_values(prometheus):
-    namespaces = api(prometheus, "label/namespace/values", **{"match[]": "quantgate_evaluation_verdict"})
-    evaluations = api(prometheus, "label/evaluation/values", **{"match[]": 'quantgate_evaluation_verdict{namespace=~".*"}'})
+def test_template_variables_have_values(prom):
+    namespaces = api(prom, "label/namespace/values", **{"match[]": "quantgate_evaluation_verdict"})
+    evaluations = api(prom, "label/evaluation/values", **{"match[]": 'quantgate_evaluation_verdict{namespace=~".*"}'})
     assert NS in namespaces and {"llama-int4", "llama-int8"} <= set(evaluations)
-    # The dashboard filtered to one namespace still has data.
-    dash = json.loads(DASHBOARD.read_text())
-    for panel in dash["panels"]:
-        for target in panel["targets"]:
-            if "$namespace" in target["expr"]:
-                expr = expand(target["expr"].replace("$namespace", NS))
-                assert api(prometheus, "query", query=expr)["result"], panel["title"]
+    for title, _, expr in TARGETS:  # filtered to one namespace, the dashboard still has data
+        if "$namespace" in expr:
+            assert query(prom, expand(expr, namespace=NS)), title
 
 
-def test_alerts_fire_on_the_real_metrics(prometheus):
-    def firing():
-        alerts = api(prometheus, "alerts")["alerts"]
-        return {(a["labels"]["alertname"], a["labels"].get("evaluation"), a["labels"].get("task"))
-                for a in alerts if a["state"] == "firing"}
-
-    want = {("QuantgateCandidateBlocked", "llama-int4", None),
-            ("QuantgateHighAnswerFlipRate", "llama-int4", "gsm8k"),
-            ("QuantgateHighAnswerFlipRate", "llama-awq", "gsm8k"),
-            ("QuantgateTaskAccuracyRegression", "llama-int4", "gsm8k"),
-            ("QuantgateEvaluationFailed", None, None)}
-    wait_for(lambda: want <= firing(), f"alerts {want}", deadline_s=20)
-    assert not {a for a in firing() if a[1] == "llama-int8"}, "the shipped candidate raised an alert"
+def test_alerts_fire_on_the_real_metrics(prom):
+    want = {("QuantgateCandidateBlocked", NS, "llama-int4", None, None),
+            ("QuantgateHighAnswerFlipRate", NS, "llama-int4", "gsm8k", None),
+            ("QuantgateHighAnswerFlipRate", NS, "llama-awq", "gsm8k", None),
+            ("QuantgateTaskAccuracyRegression", NS, "llama-int4", "gsm8k", None),
+            ("QuantgateEvaluationFailed", None, None, None, "EndpointTimeout")}
+    wait_for(lambda: want <= firing(prom), f"alerts {want}", deadline_s=20)
+    assert not {a for a in firing(prom) if a[2] == "llama-int8"}, "the shipped candidate raised an alert"
 
 
-def test_rollouts_verdict_template_query(prometheus):
+def test_rollouts_verdict_template_query(prom):
     """manifests/rollouts' quantgate-verdict query: 1 promotable, 0 blocked or failed, empty while waiting."""
     template = yaml.safe_load((ROOT / "manifests/rollouts/analysistemplate-verdict-prometheus.yaml").read_text())
-    query = template["spec"]["metrics"][0]["provider"]["prometheus"]["query"]
+    expr = template["spec"]["metrics"][0]["provider"]["prometheus"]["query"]
 
     def measure(evaluation):
-        expr = query.replace("{{args.namespace}}", NS).replace("{{args.evaluation}}", evaluation)
-        return [float(s["value"][1]) for s in api(prometheus, "query", query=expr)["result"]]
+        q = expr.replace("{{args.namespace}}", NS).replace("{{args.evaluation}}", evaluation)
+        return [float(s["value"][1]) for s in query(prom, q)]
 
     assert measure("llama-int8") == [1.0]   # Ship
     assert measure("llama-int4") == [0.0]   # Block
