@@ -66,7 +66,7 @@ def test_policy_options(capsys, tmp_path):
     rc, out, _ = compare(capsys, "--thresholds", str(t), "-o", "json")
     assert rc == 1 and json.loads(out)["verdict"] == "ABTest"
     rc, out, _ = compare(capsys, "--task-limit", "truthfulqa_mc2=3.5", "-o", "json")
-    assert rc == 1 and "truthfulqa_mc2: drop 3.55% >= 3.5% limit of task limit" in json.loads(out)["reasons"]
+    assert rc == 1 and "truthfulqa_mc2: drop 3.55% >= 3.5% task limit" in json.loads(out)["reasons"]
     rc, out, _ = compare(capsys, "--metric", "gsm8k=exact_match,flexible-extract", "-o", "json")
     assert json.loads(out)["tasks"][0]["metric"] == "exact_match,flexible-extract"
 
@@ -110,6 +110,7 @@ def bad(tmp_path):
         (["--profile", "code-help"], "profile code-help needs task humaneval"),
         (["--candidate", str(fewer)], "only in baseline: winogrande"),
         (["--metric", "gsm8k=bleu,none"], "lack metric bleu,none"),
+        (["--metric", "nosuch=acc,none"], "metric override for nosuch: no such task"),
         (["--baseline", str(zero)], "task gsm8k: baseline exact_match,strict-match is 0"),
         (["--candidate", str(FIXTURES / "candidate")], "sample counts differ"),
     ]

@@ -95,7 +95,7 @@ def _limits(policy: Policy, tasks: list[str]) -> dict[str, Limit]:
             raise InputError(f"profile {policy.profile} needs task {bench}{also} in the results, which lack it; "
                              "evaluate it or choose another profile")
         for t in found:
-            out[t] = Limit(value, f"profile {policy.profile}")
+            out[t] = Limit(value, f"limit of profile {policy.profile}")
     for name, value in policy.task_limits.items():
         found = [name] if name in tasks else by_canonical.get(name)
         if not found:
@@ -136,7 +136,7 @@ def rule_for(policy: Policy, tasks: list[str]) -> Rule:
     avg = PROFILE_AVERAGE_LIMITS.get(policy.profile)
     return Rule(thresholds=policy.thresholds, aggregate=policy.aggregate, drop_mode=policy.drop_mode,
                 task_limits=_limits(policy, tasks),
-                average_limit=Limit(avg, f"profile {policy.profile}") if avg is not None else None)
+                average_limit=Limit(avg, f"limit of profile {policy.profile}") if avg is not None else None)
 
 
 def _indecision(rows: list[_Row], rule: Rule, verdict: Verdict) -> list[str]:
@@ -179,6 +179,10 @@ def compare(baseline: RunResults, candidate: RunResults, policy: Policy, *, allo
     _check_same_tasks(tasks, candidate.top_level())
     _check_same_subtasks(tasks, baseline, candidate)
     _check_setup(tasks, baseline, candidate, allow_mismatch, warnings)
+    unknown = sorted(set(policy.metrics) - set(tasks) - {canonical(t) for t in tasks})
+    if unknown:
+        raise InputError(f"metric override for {', '.join(unknown)}: no such task in the results "
+                         f"(tasks: {_names(tasks)})")
     rule = rule_for(policy, tasks)
     rows = [_row(t, baseline, candidate, policy, allow_mismatch, warnings) for t in tasks]
     outcome = decide(tasks, [r.drop for r in rows], [r.baseline for r in rows], rule)

@@ -27,7 +27,7 @@ PROFILE_AVERAGE_LIMITS: dict[str, float] = {"general-chat": 5.0}
 @dataclass(frozen=True)
 class Limit:
     value: float
-    source: str  # "profile math-tutoring" or "task limit"
+    label: str  # how reasons name it: "limit of profile math-tutoring", "task limit"
 
 
 @dataclass(frozen=True)
@@ -97,14 +97,14 @@ def decide(tasks: list[str], drops: list[float], baselines: list[float], rule: R
         ok = round(drop, DECISION_DECIMALS) < limit.value
         passed[task] = ok
         (held if ok else failed).append(
-            f"{task}: drop {drop:.2f}{u} {'<' if ok else '>='} {limit.value:g}{u.strip()} limit of {limit.source}")
+            f"{task}: drop {drop:.2f}{u} {'<' if ok else '>='} {limit.value:g}{u.strip()} {limit.label}")
         if not ok:
             verdict = Verdict.BLOCK
     if rule.average_limit is not None:
         lim = rule.average_limit
         ok = round(a, DECISION_DECIMALS) < lim.value
         (held if ok else failed).append(
-            f"average drop {a:.2f}{u} {'<' if ok else '>='} {lim.value:g}{u.strip()} limit of {lim.source}")
+            f"average drop {a:.2f}{u} {'<' if ok else '>='} {lim.value:g}{u.strip()} {lim.label}")
         if not ok:
             verdict = Verdict.BLOCK
     # Failed limits first: they are what a reader needs.

@@ -128,7 +128,7 @@ def test_explicit_task_limits_add_to_and_override_the_profile():
     assert compare(b, c, Policy(profile="math-tutoring")).verdict is Verdict.BLOCK
     relaxed = compare(b, c, Policy(profile="math-tutoring", task_limits={"gsm8k": 5}))
     assert relaxed.tasks[0].limit == 5 and relaxed.verdict is Verdict.MONITOR
-    assert "gsm8k: drop 4.00% < 5% limit of task limit" in relaxed.reasons
+    assert "gsm8k: drop 4.00% < 5% task limit" in relaxed.reasons
     extra = compare(b, c, Policy(task_limits={"hellaswag": 1}))
     assert extra.verdict is Verdict.BLOCK and extra.tasks[2].passed is False
 
