@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "manifests/crd/modelevaluations.quantgate.io.yaml"
 KSERVE = ROOT / "manifests/kserve/inferenceservices.serving.kserve.io.yaml"
 RUNNER_RBAC = ROOT / "manifests/rbac/runner.yaml"
+OPERATOR_RBAC = ROOT / "manifests/rbac/operator.yaml"
 QUANTGATE = str(ROOT / ".venv/bin/quantgate") if (ROOT / ".venv/bin/quantgate").exists() else "quantgate"
 
 
@@ -36,6 +37,35 @@ def install_runner_rbac(cluster, namespace: str) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", str(RUNNER_RBAC))
 
 
+def install_operator_rbac(cluster) -> None:
+    cluster.kubectl("create", "namespace", "quantgate-system", check=False)
+    cluster.kubectl("apply", "-f", str(OPERATOR_RBAC))
+
+
+def sa_kubeconfig(cluster, namespace: str, service_account: str, path: Path) -> Path:
+    """A kubeconfig acting as the ServiceAccount (TokenRequest token), so RBAC decides."""
+    from quantgate.dev.harness import service_account_token
+
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    token = service_account_token(cluster, namespace, service_account, create=False, seconds=7200)
+    user = f"system:serviceaccount:{namespace}:{service_account}"
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "c", "cluster": {"server": cluster.server, "certificate-authority-data":
+                                               admin["clusters"][0]["cluster"]["certificate-authority-data"]}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": user, "namespace": namespace}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def operator_kubeconfig(cluster, directory: Path) -> Path:
+    """Install the operator's RBAC and return a kubeconfig with exactly its permissions."""
+    install_operator_rbac(cluster)
+    return sa_kubeconfig(cluster, "quantgate-system", "quantgate-operator", directory / "operator.kubeconfig")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,8 +75,10 @@ def free_port() -> int:
 class OperatorProcess:
     """`quantgate operator` against the test cluster, logs to a file."""
 
-    def __init__(self, cluster, log_path: Path, *args: str, namespaces: list[str] | None = None):
+    def __init__(self, cluster, log_path: Path, *args: str, namespaces: list[str] | None = None,
+                 kubeconfig: Path | None = None):
         self.cluster = cluster
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.log_path = log_path
         self.metrics_port = free_port()
         self.args = list(args)
@@ -54,7 +86,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "OperatorProcess":
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
         env.pop("KUBERNETES_SERVICE_HOST", None)
         cmd = [QUANTGATE, "operator", "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                "--runner-image", "quantgate:test", *self.args]

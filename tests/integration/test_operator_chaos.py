@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from operator_harness import (OperatorProcess, evaluation, install_crds, install_runner_rbac, isvc,
+from operator_harness import (OperatorProcess, operator_kubeconfig, evaluation, install_crds, install_runner_rbac, isvc,
                               set_isvc_status)
 from quantgate.dev.harness import create_namespace, wait_for
 
@@ -93,7 +93,7 @@ def chaos_env(cluster, tmp_path):
             cluster.apply(isvc(v, None), ns)
             set_isvc_status(cluster, ns, v, fleet.url(v), True)
         op = OperatorProcess(cluster, tmp_path / "operator.log", "--poll-interval", "1", "--max-concurrent", "6",
-                             namespaces=[ns])
+                             namespaces=[ns], kubeconfig=operator_kubeconfig(cluster, tmp_path))
         try:
             yield cluster, ns, op
         finally:

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from operator_harness import (OperatorProcess, evaluation, get, install_crds, install_runner_rbac, isvc,
+from operator_harness import (OperatorProcess, operator_kubeconfig, evaluation, get, install_crds, install_runner_rbac, isvc,
                               set_isvc_status, wait_phase)
 from quantgate.dev.harness import impersonate, wait_for
 
@@ -47,8 +47,10 @@ def env(cluster, tmp_path_factory):
         for v in fleet.names:
             cluster.apply(isvc(v, None), ns)
             set_isvc_status(cluster, ns, v, fleet.url(v), True)
-        log = tmp_path_factory.mktemp("operator") / "operator.log"
-        op = OperatorProcess(cluster, log, "--poll-interval", "1", "--endpoint-timeout", str(ENDPOINT_TIMEOUT))
+        workdir = tmp_path_factory.mktemp("operator")
+        # the operator runs as its ServiceAccount: manifests/rbac/operator.yaml is what it gets
+        op = OperatorProcess(cluster, workdir / "operator.log", "--poll-interval", "1", "--endpoint-timeout",
+                             str(ENDPOINT_TIMEOUT), kubeconfig=operator_kubeconfig(cluster, workdir))
         op.start()
         try:
             yield cluster, ns, fleet, op
