@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", help="served model name (default: the one /v1/models lists)")
     p.add_argument("--suite", choices=("leaderboard", "tiny", "local"), help="named task suite (default leaderboard)")
     p.add_argument("--tasks", metavar="LIST", help="comma-separated tasks, each name[:shots][@limit], e.g. gsm8k:5@100")
+    p.add_argument("--local-data", action="store_true",
+                   help="run --tasks on the datasets shipped with quantgate (implied by --suite local)")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of each task (not for tiny tasks)")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight (lm-eval's own default is 1)")
     p.add_argument("--max-length", type=int, help="context length (default: the server's max_model_len)")
@@ -122,7 +124,8 @@ def config_from_args(args):
             suite=args.suite, tasks=parse_tasks(args.tasks) if args.tasks else None, limit=args.limit,
             concurrency=args.concurrency, max_length=args.max_length, tokenizer=args.tokenizer,
             api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
-            request_timeout=args.request_timeout, vllm=vllm, force=args.force, label=args.label)
+            request_timeout=args.request_timeout, vllm=vllm, force=args.force, label=args.label,
+            local_data=True if args.local_data else None)
     except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
         first = str(exc).splitlines()
         raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None

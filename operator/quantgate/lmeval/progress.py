@@ -28,13 +28,12 @@ class Progress:
         self._phase_start = time.monotonic()
         self._last_print = 0.0
 
-    def phase(self, name: str, total: int) -> None:
+    def phase(self, name: str, total: int, unit: str = "requests") -> None:
         with self._lock:
             self._finish_line()
             self.phase_name, self.total, self.done = name, total, 0
-            self._phase_start = time.monotonic()
-            self._last_print = 0.0
-        self.message(f"{name}: {total} requests")
+            self._phase_start = self._last_print = time.monotonic()
+        self.message(f"{name}: {total} {unit}")
 
     def advance(self, n: int = 1, request: bool = True) -> None:
         now = time.monotonic()

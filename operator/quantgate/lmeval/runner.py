@@ -79,8 +79,14 @@ class RunConfig(BaseModel):
     max_retries: int = Field(3, ge=1)
     vllm: VllmSettings | None = None
     force: bool = False
-    offline: bool | None = Field(None, description="HF offline mode; default: on for the local suite.")
+    local_data: bool | None = Field(None, description="Use the local datasets (default: for suite local only); "
+                                    "lets an explicit task list run on them.")
+    offline: bool | None = Field(None, description="HF offline mode; default: on with local data.")
     label: str = ""
+
+    @property
+    def uses_local_data(self) -> bool:
+        return self.local_data if self.local_data is not None else (self.suite == "local" and not self.tasks)
 
     def secret(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
@@ -128,7 +134,7 @@ def _instrumented_completions(progress: Progress):
 
     class InstrumentedCompletions(LocalCompletionsAPI):
         def loglikelihood(self, requests, disable_tqdm: bool = False):
-            progress.phase("tokenizing", 2 * len(requests))
+            progress.phase("tokenizing", 2 * len(requests), unit="/tokenize calls")
             self._tokenizing = True
             try:
                 return super().loglikelihood(requests, disable_tqdm=True)
@@ -144,10 +150,17 @@ def _instrumented_completions(progress: Progress):
             return super().generate_until(requests, disable_tqdm=True)
 
         def tok_encode(self, string, *args, **kwargs):
-            out = super().tok_encode(string, *args, **kwargs)
-            if getattr(self, "_tokenizing", False) and isinstance(string, str):
+            # lm-eval encodes a multiple-choice context once per choice, each a /tokenize round trip:
+            # remember single strings (the tokenizer is deterministic).
+            if not isinstance(string, str) or args or kwargs.get("left_truncate_len"):
+                return super().tok_encode(string, *args, **kwargs)
+            cache = self.__dict__.setdefault("_encode_cache", {})
+            key = (string, tuple(sorted(kwargs.items())))
+            if key not in cache:
+                cache[key] = super().tok_encode(string, **kwargs)
+            if getattr(self, "_tokenizing", False):
                 progress.advance(1, request=False)  # two encodes per loglikelihood request
-            return out
+            return list(cache[key])
 
         async def amodel_call(self, *args, **kwargs):
             out = await super().amodel_call(*args, **kwargs)
@@ -163,8 +176,8 @@ def _instrumented_completions(progress: Progress):
 
 
 # ------------------------------------------------------------------ tasks
-def _task_manager(suite: str | None):
-    if suite == "local":
+def _task_manager(local: bool):
+    if local:
         from quantgate.lmeval.local_tasks import local_task_manager
 
         return local_task_manager()
@@ -252,7 +265,7 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
     progress = progress or SilentProgress()
     specs = resolve_tasks(config.suite, config.tasks)
     redactor = Redactor([config.secret()])
-    offline_environment(require_offline=config.offline if config.offline is not None else config.suite == "local")
+    offline_environment(require_offline=config.offline if config.offline is not None else config.uses_local_data)
     _quiet_progress_bars()
     handler = _configure_logging(redactor, verbose)
 
@@ -279,6 +292,7 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
         "endpoint": public_url(endpoint.api_base) if endpoint else None,
         "model": endpoint.model if endpoint else config.vllm.model_path,
         "suite": config.suite if not config.tasks else None,
+        "localData": config.uses_local_data,
         "concurrency": config.concurrency if endpoint else None,
         "maxLength": model_args.get("max_length") or model_args.get("max_model_len"),
         "seed": config.seed, "lmEvalVersion": _lm_eval_version(), "quantgateVersion": __version__,
@@ -336,7 +350,7 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
-    task_manager = _task_manager(config.suite if not config.tasks else None)
+    task_manager = _task_manager(config.uses_local_data)
     objs, samples, plan = _load_tasks(task_manager, specs, config.limit)
     manifest["tasks"] = plan
 
