@@ -62,6 +62,9 @@ def test_html_is_self_contained(capsys, tmp_path):
     assert not re.search(r"<(script|link|img|iframe)\b", html) and "@import" not in html and "url(" not in html
     assert "default-src 'none'" in html
     assert html.count('class="bar"') == 3 * 7  # 3 variants x (6 tasks + the average)
+    assert 'class="limit"' not in html
+    report(capsys, "-o", "html", "--out", str(out_file), "--profile", "math-tutoring")
+    assert out_file.read_text().count('class="limit"') == 1  # gsm8k's 2% limit
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -28,9 +28,10 @@ def drop_chart(m: Matrix, width: int = 760, height: int = 320) -> str:
     groups = [*m.tasks, "average"]
     values = [[(r.drops[t] if t != "average" else r.average_drop) for t in groups] for r in candidates]
     t = m.policy.thresholds
-    flat = [v for row in values for v in row] + [0.0, t.ab_test]
+    limits = {tc.task: tc.limit for tc in candidates[0].comparison.tasks if tc.limit is not None}
+    flat = [v for row in values for v in row] + [0.0, t.ab_test, *limits.values()]
     top, bottom = max(flat) * 1.1 or 1.0, min(flat) * 1.1
-    left, right, upper, lower = 50, 10, 20, 70
+    left, right, upper, lower = 50, 90, 20, 70  # bound labels sit in the right margin
     plot_w, plot_h = width - left - right, height - upper - lower
 
     def y(v: float) -> float:
@@ -42,8 +43,8 @@ def drop_chart(m: Matrix, width: int = 760, height: int = 320) -> str:
     for label, v, colour in (("ship", t.ship, "#2ca02c"), ("monitor", t.monitor, "#1f77b4"),
                              ("abTest", t.ab_test, "#ff7f0e")):
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
-                     f'stroke="{colour}" stroke-dasharray="4 3"/><text x="{width - right}" y="{y(v) - 3:.1f}" '
-                     f'font-size="10" text-anchor="end" fill="{colour}">{label} {v:g}{unit}</text>')
+                     f'stroke="{colour}" stroke-dasharray="4 3"/><text x="{width - right + 4}" y="{y(v) + 3:.1f}" '
+                     f'font-size="10" fill="{colour}">{label} {v:g}{unit}</text>')
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#444"/>')
     group_w = plot_w / len(groups)
     bar_w = group_w * 0.8 / max(1, len(candidates))
@@ -55,6 +56,12 @@ def drop_chart(m: Matrix, width: int = 760, height: int = 320) -> str:
             parts.append(f'<rect class="bar" x="{x0 + ci * bar_w:.1f}" y="{y1:.1f}" width="{bar_w - 1:.1f}" '
                          f'height="{max(y2 - y1, 0.5):.1f}" fill="{PALETTE[ci % len(PALETTE)]}">'
                          f'<title>{escape(candidates[ci].name)} {escape(g)}: {v:.2f}{unit}</title></rect>')
+        if g in limits:  # a task limit (profile or explicit) across the task's bars
+            ly = y(limits[g])
+            parts.append(f'<line class="limit" x1="{x0:.1f}" x2="{x0 + group_w * 0.8:.1f}" y1="{ly:.1f}" '
+                         f'y2="{ly:.1f}" stroke="#d62728" stroke-width="2"><title>{escape(g)} limit '
+                         f'{limits[g]:g}{unit}</title></line><text x="{x0:.1f}" y="{ly - 3:.1f}" font-size="10" '
+                         f'fill="#d62728">limit {limits[g]:g}{unit}</text>')
         parts.append(f'<text x="{x0 + group_w * 0.4:.1f}" y="{height - lower + 14}" font-size="11" '
                      f'text-anchor="middle">{escape(g)}</text>')
     for tick in (bottom, 0.0, top):
@@ -97,7 +104,7 @@ Scores are each task's primary metric ({metrics}).</p>
 <tbody>{"".join(cells)}</tbody></table></div>
 <h2>Drop per task</h2>
 <figure>{drop_chart(m)}<figcaption>Positive = the variant is worse than {escape(m.rows[0].name)};
-dashed lines are the general bounds on the average drop.</figcaption></figure>
+dashed lines are the general bounds on the average drop, red lines task limits.</figcaption></figure>
 <h2>Reasons</h2>
 {reasons}
 </body></html>
