@@ -7,10 +7,11 @@ the chart's ServiceAccounts) and that nothing more is allowed.
 
 {{/* The operator, in each watched namespace (or cluster-wide). */}}
 {{- define "quantgate.operatorRules" -}}
-# Watch evaluations; the operator writes only their status (no finalizer, no kopf annotations).
+# Watch evaluations. patch: kopf adds and removes its finalizer (quantgate.io/operator) on unsettled
+# evaluations, because the operator's poll timer needs one; the operator itself writes only status.
 - apiGroups: [quantgate.io]
   resources: [modelevaluations]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]
 # The verdict: one status patch per generation.
 - apiGroups: [quantgate.io]
   resources: [modelevaluations/status]
