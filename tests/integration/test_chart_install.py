@@ -26,7 +26,6 @@ ACC = {"arc_challenge": 0.7, "hellaswag": 0.8, "mmlu": 0.7, "truthfulqa_mc2": 0.
        "gsm8k": 0.7}
 FLEET = {"seed": 5, "reference": "fp16", "variants": [
     {"name": "fp16", "model": "m-fp16", "accuracy": ACC},
-    {"name": "int8", "model": "m-int8", "accuracy": ACC},
     {"name": "int4", "model": "m-int4", "accuracy": {**ACC, "gsm8k": 0.35}, "flipRate": {"default": 0.1}},
     {"name": "keyed", "model": "m-keyed", "accuracy": ACC, "apiKey": API_KEY},
 ]}
