@@ -134,8 +134,10 @@ class Kubelet:
                     (self.dir / "ready").write_text(version)
                 for event in self.api.watch("/api/v1/pods", fieldSelector=selector, resourceVersion=version):
                     kind, obj = event["type"], event["object"]
-                    if kind == "ERROR":
+                    if kind == "ERROR":  # 410 Gone: relist; anything else: retry shortly
+                        log.info("watch: %s", obj.get("message", obj))
                         version = None if obj.get("code") == 410 else version
+                        time.sleep(0.2)
                         break
                     version = obj["metadata"]["resourceVersion"]
                     if kind == "BOOKMARK":
