@@ -224,17 +224,16 @@ def test_uninstall_leaves_no_orphans_and_keeps_evaluations(cluster, install):
 
 @pytest.fixture(scope="module")
 def combo_namespaces(cluster):
-    """The namespaces the ci/ combinations name (a server-side dry run needs them to exist)."""
+    """Unique stand-ins for the namespaces the ci/ combinations name (a server-side dry run needs them
+    to exist; fixed names such as quantgate-system could collide with other tests)."""
     names = {"quantgate-system"}
     for path in (CHART / "ci").glob("*-values.yaml"):
         values = yaml.safe_load(path.read_text())
         names.update((values.get("watch") or {}).get("namespaces") or [])
         names.update((values.get("runner") or {}).get("namespaces") or [])
-    made = [n for n in sorted(names) if cluster.kubectl("get", "namespace", n, check=False).returncode != 0]
-    for name in made:
-        cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED}})
-    yield
-    for name in made:
+    mapping = {n: create_namespace(cluster, f"dry-{n}"[:40], labels=RESTRICTED) for n in sorted(names)}
+    yield mapping
+    for name in mapping.values():
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
@@ -246,6 +245,11 @@ def test_every_combination_passes_server_side_validation(cluster, combo_namespac
     rendered = helm(cluster, "template", "qgdry", str(CHART), "-n", "quantgate-system", "-f", str(CHART / "ci" / combo))
     docs = [d for d in yaml.safe_load_all(rendered.stdout)
             if d and d["kind"] not in ("ServiceMonitor", "PrometheusRule")]
+    for d in docs:
+        if d["metadata"].get("namespace"):
+            d["metadata"]["namespace"] = combo_namespaces[d["metadata"]["namespace"]]
+        for subject in d.get("subjects", []):
+            subject["namespace"] = combo_namespaces[subject["namespace"]]
     out = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs), check=False)
     assert out.returncode == 0, out.stderr
     assert "violate PodSecurity" not in out.stderr, out.stderr
