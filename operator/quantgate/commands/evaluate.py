@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--output", "-o", metavar="DIR", help="default: ./quantgate-eval/<metadata.name>")
     p.add_argument("--api-key-env", metavar="VAR", default="OPENAI_API_KEY",
                    help="environment variable holding the endpoints' API key (for apiKeySecretRef)")
+    p.add_argument("--local-data", action="store_true",
+                   help="run the spec's tasks on the datasets shipped with quantgate (as suite: local does)")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of every task (smoke runs)")
     p.set_defaults(func=run)
 
@@ -103,7 +105,8 @@ def run(args) -> int:
         jobs.append(RunJob(role, run_args(
             ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.suite or "leaderboard"),
             tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
-            api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY"), out / role))
+            api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
+            local_data=args.local_data), out / role))
     print(f"evaluating {name}: baseline and candidate in parallel → {out}", file=sys.stderr)
     for job in run_all(jobs):
         if job.returncode not in (0, None):

@@ -26,7 +26,8 @@ class RunJob:
 
 def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: str | None = None,
              tasks: str | None = None, limit: int | None = None, concurrency: int = 32,
-             label: str = "", api_key_env: str | None = None, progress_interval: float = 5.0) -> list[str]:
+             label: str = "", api_key_env: str | None = None, progress_interval: float = 5.0,
+             local_data: bool = False) -> list[str]:
     args = ["--endpoint", endpoint, "--output", str(output), "--force", "--concurrency", str(concurrency),
             "--progress-interval", str(progress_interval)]
     if label:
@@ -39,6 +40,8 @@ def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: st
         args += ["--suite", suite]
     if limit:
         args += ["--limit", str(limit)]
+    if local_data:
+        args += ["--local-data"]
     if api_key_env:
         args += ["--api-key-env", api_key_env]
     return args
