@@ -88,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Decision matrix: {', '.join(candidates)} against {reference} (Reference), local suite")
     print(decision_table(matrices))
     print()
+    print("Answer flips against the reference (correct→incorrect / incorrect→correct, share of questions):")
+    for row in matrices["general"].rows[1:]:
+        flips = [f"{t.task} {t.flips.correct_to_incorrect}/{t.flips.incorrect_to_correct} ({t.flips.rate:.1%})"
+                 for t in row.comparison.tasks if t.flips]
+        print(f"  {row.name:<10} " + ", ".join(flips))
+    print()
     for p, m in matrices.items():
         for row in m.rows[1:]:
             if row.verdict.value in ("Block", "ABTest") or p == "general":
