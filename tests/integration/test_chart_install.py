@@ -36,6 +36,17 @@ KOPF_FINALIZER = "quantgate.io/operator"
 NAMESPACED_KINDS = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,networkpolicies"
 
 
+def field_names(schema: dict, prefix: str = "") -> set[str]:
+    """Every property path of an OpenAPI schema."""
+    out = set()
+    for key, sub in (schema.get("openAPIV3Schema", schema).get("properties") or {}).items():
+        out |= {prefix + key} | field_names(sub, f"{prefix}{key}.")
+    items = schema.get("items")
+    if isinstance(items, dict):
+        out |= field_names(items, f"{prefix}[].")
+    return out
+
+
 def helm(cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     out = subprocess.run([str(paths.binary("helm")), f"--kubeconfig={cluster.kubeconfig}", *args],
                          capture_output=True, text=True, timeout=300)
@@ -106,7 +117,10 @@ def test_every_object_is_accepted_and_the_notes_explain_the_first_evaluation(clu
     assert any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"]["conditions"])
     if not install["crd_before"]:  # a fresh cluster: Helm installed it from crds/
         chart_crd = yaml.safe_load((CHART / "crds" / "modelevaluations.quantgate.io.yaml").read_text())
-        assert crd["spec"]["versions"][0]["schema"] == chart_crd["spec"]["versions"][0]["schema"]
+        assert crd["spec"]["names"] == chart_crd["spec"]["names"]
+    # Field names as the apiserver parsed them (Go YAML 1.1: an unquoted `n:` would become `false`).
+    chart_crd = yaml.safe_load((CHART / "crds" / "modelevaluations.quantgate.io.yaml").read_text())
+    assert field_names(crd["spec"]["versions"][0]["schema"]) == field_names(chart_crd["spec"]["versions"][0]["schema"])
     notes = install["notes"]
     assert f"kubectl apply -n {ns} -f -" in notes and ".status.verdict" in notes
 
