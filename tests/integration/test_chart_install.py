@@ -209,8 +209,9 @@ def test_uninstall_leaves_no_orphans_and_keeps_evaluations(cluster, install):
     # An evaluation still waiting for its (absent) InferenceServices when the operator goes away.
     cluster.apply(evaluation("waiting", {"inferenceServiceRef": {"name": "absent-a"}},
                              {"inferenceServiceRef": {"name": "absent-b"}}, suite="local", limit=LIMIT), ns)
-    wait_for(lambda: KOPF_FINALIZER in finalizers(cluster, ns, "waiting"), timeout=60,
-             what="kopf's finalizer on the unsettled evaluation")
+    wait_for(lambda: (get(cluster, "meval", "waiting", ns).get("status") or {}).get("phase") == "WaitingForEndpoints"
+             and KOPF_FINALIZER in finalizers(cluster, ns, "waiting"), timeout=60,
+             what="the operator waiting on the evaluation, with kopf's finalizer (its poll timer needs one)")
     before = {m["metadata"]["name"]: m.get("status") or {} for m in
               json.loads(cluster.kubectl("get", "meval", "-n", ns, "-o", "json").stdout)["items"]}
     helm(cluster, "uninstall", RELEASE, "-n", ns, "--wait", "--timeout", "120s")

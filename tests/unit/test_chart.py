@@ -315,3 +315,15 @@ def test_kustomization_builds_the_whole_install():
 def test_notes_tell_how_to_apply_and_read_a_verdict():
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     assert "kubectl apply" in notes and "kind: ModelEvaluation" in notes and ".status.verdict" in notes
+
+
+def test_packaged_chart_carries_crds_schema_and_files_but_not_ci(tmp_path):
+    import tarfile
+
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("quantgate-*.tgz")
+    names = set(tarfile.open(archive).getnames())
+    for needed in ("crds/modelevaluations.quantgate.io.yaml", "values.schema.json", "files/prometheusrule.yaml",
+                   "files/servicemonitor.yaml", "templates/NOTES.txt", "README.md"):
+        assert f"quantgate/{needed}" in names, needed
+    assert not any(n.startswith("quantgate/ci/") for n in names)
