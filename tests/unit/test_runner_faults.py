@@ -47,7 +47,7 @@ def test_server_failing_mid_run_leaves_an_incomplete_run_that_compare_refuses(fl
     from quantgate.lmeval.results import load_run
 
     out = tmp_path / "run"
-    rc = main(["run", "--endpoint", fleet.url("breaks"), "--suite", "local", "--limit", "20",
+    rc = main(["run", "--endpoint", fleet.url("breaks"), "--suite", "local", "--limit", "20", "--verbose",
                "--api-key-file", _key(tmp_path), "--output", str(out)])
     captured = capfd.readouterr()
     assert rc == 20, captured.err
@@ -58,6 +58,8 @@ def test_server_failing_mid_run_leaves_an_incomplete_run_that_compare_refuses(fl
     assert manifest["complete"] is False and manifest["error"]
     with pytest.raises(InputError):
         load_run(partial)
+    # lm-eval logs each failed request's repr, request headers included: the key must be masked there
+    assert "Authorization': 'Bearer ***'" in captured.err
     assert KEY not in _all_text(partial, captured.out + captured.err + caplog.text)
 
 

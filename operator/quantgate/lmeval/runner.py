@@ -214,11 +214,20 @@ def _configure_logging(redactor: Redactor, verbose: bool) -> logging.Handler:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s [%(name)s] %(message)s"))
     handler.addFilter(RedactingFilter(redactor))
-    for name in ("lm_eval", "quantgate"):
+    # Once a request has failed for good, lm-eval closes its HTTP session and logs every other
+    # in-flight request's "Session is closed": noise after the real error.
+    handler.addFilter(lambda record: "Session is closed" not in record.getMessage())
+    if not verbose:  # lm-eval logs each failed request's repr, request headers included: too much
+        handler.addFilter(lambda record: not record.getMessage().startswith("Exception:"))
+    for name in ("lm_eval", "quantgate", "asyncio"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.propagate = False
         logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    # After a request fails for good, lm-eval's other in-flight requests die with "Session is
+    # closed" and asyncio reports each as an unretrieved task: noise after our one-line error.
+    if not verbose:
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     return handler
 
 
@@ -311,7 +320,7 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
         _fail(staging, manifest, message)
         raise RunFailed(f"evaluation failed: {message}; partial output in {staging}") from None
     finally:
-        for name in ("lm_eval", "quantgate"):
+        for name in ("lm_eval", "quantgate", "asyncio"):
             logging.getLogger(name).removeHandler(handler)
 
     elapsed = time.monotonic() - t0
