@@ -76,9 +76,17 @@ def test_operator_can_make_every_call_of_its_code(cluster, rbac):
 
     ns, api = rbac["scoped"], rbac["operator"]
     c = Cluster(api)
-    body = c.get_evaluation(ns, "ev")
-    assert body["metadata"]["name"] == "ev"
-    c.patch_status(body, {"phase": "Pending", "message": "rbac test"})
+    from quantgate.k8s.cluster import Conflict
+
+    for _attempt in range(5):  # guarded by resourceVersion: re-read if anything else touched it
+        body = c.get_evaluation(ns, "ev")
+        try:
+            c.patch_status(body, {"phase": "Pending", "message": "rbac test"})
+            break
+        except Conflict:
+            continue
+    else:
+        pytest.fail("status patch kept conflicting")
     custom = client.CustomObjectsApi(api)
     # kopf: list + watch evaluations in the watched namespace, add and remove its finalizer
     custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
