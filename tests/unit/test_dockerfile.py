@@ -200,16 +200,6 @@ def test_build_lock_satisfies_the_build_system():
         assert dep.specifier.contains(pinned_version(pins[canonicalize_name(dep.name)][0])), dep
 
 
-def test_runtime_lock_matches_the_tested_venv():
-    """The image must run the versions the test suite ran (`make lock` pins them from .venv)."""
-    from importlib.metadata import version
-
-    pins = read_lock(ROOT / "requirements.lock")
-    for dep in map(Requirement, PYPROJECT["project"]["dependencies"]):
-        name = canonicalize_name(dep.name)
-        assert pinned_version(pins[name][0]) == version(dep.name), f"{dep.name}: run `make lock`"
-
-
 # ---------------------------------------------------------------- the install, for real
 
 
