@@ -51,3 +51,20 @@ def test_preflight_accepts_the_right_key_and_finds_the_served_model(fleet, tmp_p
     ep = preflight(fleet.url("locked"), None, KEY, need_remote_tokenizer=True)
     assert ep.model == "locked" and ep.remote_tokenizer and ep.completions_url.endswith("/v1/completions")
     assert ep.max_model_len == 32768
+
+
+def test_kserve_prefix_is_detected_and_lm_eval_tokenizes_under_it(tmp_path, capsys):
+    """Given only the host, the runner finds /openai/v1 and lm-eval's remote tokenizer finds /openai/tokenize."""
+    import json
+
+    from quantgate.lmeval.preflight import preflight
+
+    with SimulatedFleet({"variants": [{"name": "isvc", "routePrefix": "/openai"}]}) as fleet:
+        ep = preflight(fleet.root_url("isvc"), None, None, need_remote_tokenizer=True)
+        assert ep.api_base.endswith("/openai/v1") and ep.tokenizer_root.endswith("/openai") and ep.remote_tokenizer
+        rc = main(["run", "--endpoint", fleet.root_url("isvc"), "--tasks", "gsm8k:1@3,winogrande:0@2",
+                   "--local-data", "--output", str(tmp_path / "run")])
+        assert rc == 0, capsys.readouterr().err
+        assert fleet.stats("isvc")["unknownPrompts"] == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["endpoint"].endswith("/openai/v1") and manifest["requests"] == 3 + 2 * 2

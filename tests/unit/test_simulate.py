@@ -139,3 +139,32 @@ def test_demo_fleet_mirrors_the_seed_matrix():
     assert avg["int8"] < 1 and gsm["int8"] < 2
     assert 1 <= avg["int4-g128"] <= 3 and 1 <= avg["int4-g64"] <= 3 and avg["int4-g64"] < avg["int4-g128"]
     assert gsm["int4-g128"] >= 2 and gsm["int4-g64"] >= 2
+
+
+def test_simulate_command_prints_urls_and_stops_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    config = tmp_path / "fleet.yaml"
+    config.write_text("variants:\n  - name: a\n  - name: b\n    routePrefix: /openai\n")
+    proc = subprocess.Popen([sys.executable, "-m", "quantgate.cli", "simulate", "-f", str(config)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline().split("\t") for _ in range(2)]
+        assert [line[0] for line in lines] == ["a", "b"] and lines[1][1].endswith("/openai")
+        assert _get(f"{lines[0][1]}/health")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_bad_variants_file_is_an_input_error(tmp_path):
+    from quantgate.errors import InputError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("variants:\n  - name: a\n    accuracy: {gsm8k: 1.5}\n")
+    with pytest.raises(InputError, match="invalid variants file"):
+        load_fleet(bad)
+    with pytest.raises(InputError, match="cannot read"):
+        load_fleet(tmp_path / "missing.yaml")
