@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import textwrap
 import urllib.request
 from pathlib import Path
 
@@ -123,6 +124,11 @@ def test_every_object_is_accepted_and_the_notes_explain_the_first_evaluation(clu
     assert field_names(crd["spec"]["versions"][0]["schema"]) == field_names(chart_crd["spec"]["versions"][0]["schema"])
     notes = install["notes"]
     assert f"kubectl apply -n {ns} -f -" in notes and ".status.verdict" in notes
+    # The first ModelEvaluation the notes show is one the apiserver accepts.
+    example = notes.split("<<'YAML'", 1)[1].split("\n  YAML", 1)[0].split("\n", 1)[1]
+    sample = yaml.safe_load(textwrap.dedent(example))
+    assert sample["kind"] == "ModelEvaluation"
+    cluster.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-", input=yaml.safe_dump(sample))
 
 
 def test_operator_pod_is_admitted_under_restricted_and_healthy(cluster, install):
