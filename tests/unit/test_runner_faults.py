@@ -16,6 +16,7 @@ def fleet():
     with SimulatedFleet({"seed": 5, "variants": [
         {"name": "secured", "apiKey": KEY},
         {"name": "breaks", "apiKey": KEY, "failAfter": 40},
+        {"name": "hangs", "hangAfter": 0},
     ]}) as f:
         yield f
 
@@ -92,3 +93,25 @@ def _key(tmp_path):
     path = tmp_path / "key"
     path.write_text(KEY)
     return str(path)
+
+
+def test_hung_server_fails_the_run_after_the_request_timeout(fleet, tmp_path, capfd):
+    out = tmp_path / "run"
+    rc = main(["run", "--endpoint", fleet.url("hangs"), "--tasks", "arc_challenge:0@2", "--local-data",
+               "--request-timeout", "1", "--output", str(out)])
+    assert rc == 20, capfd.readouterr().err
+    assert not out.exists() and (tmp_path / "run.partial" / "manifest.json").exists()
+
+
+def test_publish_configmap_hands_the_complete_run_to_the_results_channel(fleet, tmp_path, monkeypatch):
+    import quantgate.k8s.results_channel as channel
+
+    calls = []
+    monkeypatch.setattr(channel, "publish_run", lambda *args: calls.append(args))
+    out = tmp_path / "run"
+    rc = main(["run", "--endpoint", fleet.url("secured"), "--api-key-file", _key(tmp_path), "--tasks",
+               "gsm8k:0@2", "--local-data", "--output", str(out), "--publish-configmap", "team-a/meval-results",
+               "--role", "candidate"])
+    assert rc == 0
+    assert calls == [(out, "team-a", "meval-results", "candidate")]
+    assert json.loads((out / "manifest.json").read_text())["complete"] is True
