@@ -69,15 +69,25 @@ def test_interrupted_run_is_never_complete(fleet, tmp_path, monkeypatch):
     import quantgate.lmeval.runner as runner
     from quantgate.lmeval.runner import RunConfig, run_evaluation
 
-    def interrupted(*args, **kwargs):
+    seen = {}
+
+    def killed_after_lm_eval_wrote(config, specs, model_args, staging, *rest):
+        # what a SIGKILL here would leave: lm-eval's file and a manifest saying incomplete
+        seen["manifest"] = json.loads((staging / "manifest.json").read_text())
+        (staging / "results_2026-01-01T00-00-00.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "_evaluate", interrupted)
+    monkeypatch.setattr(runner, "_evaluate", killed_after_lm_eval_wrote)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         run_evaluation(RunConfig(endpoint=fleet.url("secured"), api_key=KEY, suite="local", output=out))
     assert not out.exists()
+    assert seen["manifest"]["complete"] is False
     assert json.loads((tmp_path / "run.partial" / "manifest.json").read_text())["complete"] is False
+    from quantgate.lmeval.results import load_run
+
+    with pytest.raises(InputError):
+        load_run(tmp_path / "run.partial")
 
 
 def test_existing_output_needs_force(fleet, tmp_path, capsys):

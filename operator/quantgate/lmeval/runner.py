@@ -285,6 +285,9 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
         progress.message(f"preflight {public_url(config.endpoint)}")
         endpoint = preflight(config.endpoint, config.model, config.secret(), need_remote_tokenizer=not config.tokenizer)
         model_args = api_model_args(config, endpoint)
+        if not config.max_length and not endpoint.max_model_len:
+            progress.message(f"warning: the server does not report max_model_len; using {DEFAULT_MAX_LENGTH} "
+                             "tokens (set --max-length to the served context length)")
         progress.message(f"model {endpoint.model} at {public_url(endpoint.api_base)}, "
                          f"max_length {model_args['max_length']}, concurrency {config.concurrency}")
     else:
@@ -307,6 +310,9 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
         "seed": config.seed, "lmEvalVersion": _lm_eval_version(), "quantgateVersion": __version__,
         "startedAt": started,
     }
+    # Marked incomplete from the start: a run killed at any point (SIGKILL, evicted pod) leaves a
+    # directory that every reader refuses, even if lm-eval's files were already written.
+    _write_json_atomic(staging / MANIFEST, manifest)
     try:
         results = _evaluate(config, specs, model_args, staging, progress, redactor, manifest)
     except QuantgateError as exc:
