@@ -167,7 +167,7 @@ def build_app(config: FleetConfig, variant: Variant, index: ItemIndex, tokenizer
 
 
 async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # hung handlers must not delay exit
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
