@@ -14,7 +14,10 @@ def api_client():
         config.load_incluster_config()
     else:
         config.load_kube_config()
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    # the operator's handlers run in up to 32 threads: one pooled connection each
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
 
 
 def core_v1():

@@ -15,6 +15,7 @@ running operator (quantgate.commands.operator does it).
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import kopf
@@ -91,10 +92,10 @@ def quantgate_jobs(namespace, name, body, labels, **_):
     }}
 
 
-def _run(namespace: str, name: str, index) -> None:
+def _run(namespace: str, name: str, index, body=None) -> None:
     rec = _reconciler()
     rec.active.seen = list(index.get("active", []))
-    rec.reconcile(namespace, name)
+    rec.reconcile(namespace, name, copy.deepcopy(dict(body)) if body is not None else None)
 
 
 def _unsettled(body, **_) -> bool:
@@ -116,20 +117,22 @@ def evaluation_event(type, body, namespace, name, quantgate_jobs: kopf.Index, **
         _reconciler().forget(namespace, name)
         return
     metrics.observe(namespace, name, body.get("status"))
-    if _unsettled(body):
-        _run(namespace, name, quantgate_jobs)
+    if _waiting(body):  # a Running evaluation advances on its Job's events
+        _run(namespace, name, quantgate_jobs, body)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=Settings.from_env().poll_interval_s, when=_waiting)
-def evaluation_poll(namespace, name, quantgate_jobs: kopf.Index, **_):
-    _run(namespace, name, quantgate_jobs)
+def evaluation_poll(namespace, name, body, quantgate_jobs: kopf.Index, **_):
+    _run(namespace, name, quantgate_jobs, body)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=RUNNER_JOBS)
 def job_event(type, body, namespace, labels, quantgate_jobs: kopf.Index, **_):
     evaluation = labels.get(names.LABEL_EVALUATION)
-    if not evaluation or type == "DELETED":
-        return
     outcome, _msg = st.job_outcome(body)
-    if outcome:
+    if outcome or type == "DELETED":
+        _reconciler().active.finished(namespace, body["metadata"]["name"])
+    if not evaluation:
+        return
+    if outcome or type == "DELETED":  # finished, or gone (a Running evaluation then fails: JobMissing)
         _run(namespace, evaluation, quantgate_jobs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -52,17 +53,24 @@ class Ready:
 
 @dataclass
 class ActiveJobs:
-    """Runner Jobs not finished yet, as the operator's Job index sees them, plus the ones
-    this process just created and the index has not caught up with."""
+    """Runner Jobs not finished yet, as the operator's Job index sees them (`seen`), plus the
+    ones this process just created and the index may not show yet (`created`, dropped once the
+    index shows them, once they finish, or after a grace period)."""
 
     seen: list[dict] = field(default_factory=list)
     created: dict[tuple[str, str], dict] = field(default_factory=dict)
+    grace_s: float = 30.0
 
     def all(self) -> list[dict]:
         keys = {(j["namespace"], j["name"]) for j in self.seen}
-        for key in [k for k in self.created if k in keys]:
-            self.created.pop(key, None)
+        now = time.monotonic()
+        for key, job in list(self.created.items()):
+            if key in keys or now - job["at"] > self.grace_s:
+                self.created.pop(key, None)
         return self.seen + list(self.created.values())
+
+    def finished(self, namespace: str, name: str) -> None:
+        self.created.pop((namespace, name), None)
 
 
 def _model_error(exc: ValidationError) -> str:
@@ -98,17 +106,22 @@ class Reconciler:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
 
-    def reconcile(self, namespace: str, name: str) -> None:
+    def reconcile(self, namespace: str, name: str, body: dict | None = None) -> None:
+        """`body`: the object as the triggering event delivered it (saves a GET); a stale one
+        only costs a Conflict and a re-read."""
         with self._lock((namespace, name)):
             for _ in range(5):
-                body = self.cluster.get_evaluation(namespace, name)
+                if body is None or not body.get("status"):
+                    # a never-observed evaluation gets its Job before any status write could
+                    # detect staleness: decide on the current object, not the event's copy
+                    body = self.cluster.get_evaluation(namespace, name)
                 if body is None or body["metadata"].get("deletionTimestamp"):
                     return
                 try:
                     self._step(body)
                     return
                 except Conflict:
-                    continue  # someone (an edit, an earlier patch) moved it: re-read
+                    body = None  # someone (an edit, an earlier patch) moved it: re-read
 
     # ---- the state machine -------------------------------------------------------------
     def _patch(self, body: dict, patch: dict) -> dict:
@@ -129,17 +142,25 @@ class Reconciler:
         except ValidationError as exc:
             self._fail(body, "InvalidSpec", _model_error(exc), started=False)
             return
+        fresh, start = False, None
         if status.get("observedGeneration") != gen:
-            for job in self.cluster.jobs_of(ns, name):
+            # A brand-new evaluation (generation 1, never observed) has no older Jobs; its own
+            # Job may exist only if we crashed right after creating it, which the
+            # create-if-absent in _start_job finds. Its "new generation" patch is merged into
+            # the next one (one write instead of two).
+            fresh = status.get("observedGeneration") is None and gen == 1
+            for job in [] if fresh else self.cluster.jobs_of(ns, name):
                 if job["metadata"].get("labels", {}).get(names.LABEL_GENERATION) != str(gen):
                     log.info("%s/%s: generation %s supersedes Job %s", ns, name, gen, job["metadata"]["name"])
                     self.cluster.delete_job(ns, job["metadata"]["name"])
             models = {"baseline": spec.baseline.describe(), "candidate": spec.candidate.describe()}
-            body = self._patch(body, st.start_generation(gen, models, status))
-            status = body.get("status") or {}
+            start = st.start_generation(gen, models, status)
+            if not fresh:
+                body, start = self._patch(body, start), None
+                status = body.get("status") or {}
 
         job_name = names.job_name(name, gen)
-        job = self.cluster.get_job(ns, job_name)
+        job = None if fresh else self.cluster.get_job(ns, job_name)
         if job is not None:
             self._follow_job(body, spec, job)
             return
@@ -149,24 +170,25 @@ class Reconciler:
 
         plan = self._plan(body, spec)
         if isinstance(plan, Wait):
-            self._wait(body, plan)
+            self._wait(body, plan, start)
             return
-        self._start_job(body, spec, plan, job_name)
+        self._start_job(body, spec, plan, job_name, start)
 
     def _waited(self, status: dict) -> float:
         started = st.parse_time(status.get("startedAt"))
         return (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
 
-    def _wait(self, body: dict, wait: Wait) -> None:
+    def _wait(self, body: dict, wait: Wait, start: dict | None = None) -> None:
         status = body.get("status") or {}
         gen = body["metadata"].get("generation", 1)
-        if wait.phase == Phase.WAITING_FOR_ENDPOINTS and self._waited(status) > self.settings.endpoint_timeout_s:
+        if start is None and wait.phase == Phase.WAITING_FOR_ENDPOINTS and \
+                self._waited(status) > self.settings.endpoint_timeout_s:
             self._fail(body, "EndpointTimeout",
                        f"gave up after {self.settings.endpoint_timeout_s:.0f}s: {wait.message}")
             return
         current = (status.get("phase"), status.get("reason"), status.get("message"))
-        if current != (wait.phase.value, wait.reason, wait.message):
-            self._patch(body, st.progress(wait.phase, wait.reason, wait.message, gen, status))
+        if start is not None or current != (wait.phase.value, wait.reason, wait.message):
+            self._patch(body, {**(start or {}), **st.progress(wait.phase, wait.reason, wait.message, gen, status)})
 
     def _plan(self, body: dict, spec: ModelEvaluationSpec) -> Wait | Ready:
         ns = body["metadata"]["namespace"]
@@ -194,8 +216,9 @@ class Reconciler:
             resolved = endpoints.resolve(spec.baseline, get_isvc)
             if isinstance(resolved, endpoints.NotReady):
                 return Wait(waiting, resolved.reason, f"baseline: {resolved.message}")
-            key = baseline_key(resolved.identity, resolved.model, spec)
-            reused = self.cluster.cached_baseline(ns, key) if self.settings.baseline_cache else None
+            if self.settings.baseline_cache:
+                key = baseline_key(resolved.identity, resolved.model, spec)
+                reused = self.cluster.cached_baseline(ns, key)
             baseline = None if reused else resolved
         for role, model in (("baseline", baseline), ("candidate", candidate)):
             if model is None:
@@ -212,7 +235,8 @@ class Reconciler:
                     return Wait(waiting, "EndpointNotAnswering", f"{role}: {problem}")
         return Ready(baseline, candidate, key, reused)
 
-    def _start_job(self, body: dict, spec: ModelEvaluationSpec, plan: Ready, job_name: str) -> None:
+    def _start_job(self, body: dict, spec: ModelEvaluationSpec, plan: Ready, job_name: str,
+                   start: dict | None = None) -> None:
         meta = body["metadata"]
         ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
         status = body.get("status") or {}
@@ -220,32 +244,46 @@ class Reconciler:
         job = build_job(ev, plan.baseline, plan.candidate, self.settings, baseline_key=plan.key)
         if plan.reused:
             job["metadata"]["annotations"] = {ANN_BASELINE_RESULTS: plan.reused}
-        with self._capacity:
+        wait = None
+        with self._capacity:  # count-then-reserve is one critical section; API calls stay outside
             active = self.active.all()
+            other = None
             if plan.baseline is not None and plan.key:
                 other = next((j for j in active if j.get("baselineKey") == plan.key and j.get("runsBaseline")
                               and j.get("evaluation") != name and j["namespace"] == ns), None)
-                if other is not None:
-                    self._wait(body, Wait(Phase.PENDING, "BaselineInProgress",
-                                          f"the same baseline is being evaluated by Job {other['name']}; "
-                                          "its results will be reused"))
-                    return
-            if len(active) >= self.settings.max_concurrent:
-                self._wait(body, Wait(Phase.PENDING, "Queued",
-                                      f"{len(active)} runner Jobs running (limit {self.settings.max_concurrent})"))
-                return
+            if other is not None:
+                wait = Wait(Phase.PENDING, "BaselineInProgress",
+                            f"the same baseline is being evaluated by Job {other['name']}; its results will be reused")
+            elif len(active) >= self.settings.max_concurrent:
+                wait = Wait(Phase.PENDING, "Queued",
+                            f"waiting for a free runner slot ({self.settings.max_concurrent} Jobs at most)")
+            else:
+                self.active.created[(ns, job_name)] = {
+                    "namespace": ns, "name": job_name, "evaluation": name, "baselineKey": plan.key,
+                    "runsBaseline": plan.baseline is not None, "at": time.monotonic(),
+                }
+        if wait is not None:
+            self._wait(body, wait, start)
+            return
+        try:
             created = self.cluster.create_job(job)
-            self.active.created[(ns, job_name)] = {
-                "namespace": ns, "name": job_name, "evaluation": name, "baselineKey": plan.key,
-                "runsBaseline": plan.baseline is not None,
-            }
+        except Exception:
+            self.active.finished(ns, job_name)
+            raise
         log.info("%s/%s: %s runner Job %s", ns, name, "created" if created else "found", job_name)
+        if not created:  # made before a restart: it may even have finished already
+            if start is not None:
+                body = self._patch(body, start)
+            existing = self.cluster.get_job(ns, job_name)
+            if existing is not None:
+                self._follow_job(body, spec, existing)
+            return
         refs = {"baseline": plan.reused or names.results_name(job_name, "baseline"),
                 "candidate": names.results_name(job_name, "candidate"), "baselineReused": bool(plan.reused)}
         msg = f"runner Job {job_name} evaluating " + ("the candidate (baseline reused)" if plan.reused
                                                       else "baseline and candidate")
-        self._patch(body, st.progress(Phase.RUNNING, "JobCreated", msg, gen, status, jobName=job_name,
-                                      resultsRef=refs))
+        self._patch(body, {**(start or {}), **st.progress(Phase.RUNNING, "JobCreated", msg, gen, status,
+                                                          jobName=job_name, resultsRef=refs)})
 
     def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
         status = body.get("status") or {}

@@ -1,0 +1,252 @@
+"""The reconciler's state machine against an in-memory cluster (fast; the real apiserver
+version of these paths is tests/integration/test_operator_flow.py)."""
+
+import copy
+import itertools
+
+import pytest
+
+from quantgate.k8s import names, reconcile as rc
+from quantgate.k8s.cluster import Conflict
+from quantgate.k8s.results_channel import ResultsError
+from quantgate.k8s.settings import Settings
+
+NS = "models"
+
+
+class FakeCluster:
+    def __init__(self):
+        self.evals, self.jobs, self.isvcs, self.cms, self.events = {}, {}, {}, {}, []
+        self.rv = itertools.count(1)
+        self.patches = 0
+        self.created_jobs = []
+
+    def add_eval(self, name, spec, generation=1):
+        self.evals[name] = {"metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}",
+                                         "generation": generation, "resourceVersion": str(next(self.rv))},
+                            "spec": spec}
+
+    def edit(self, name, spec):
+        ev = self.evals[name]
+        ev["spec"] = spec
+        ev["metadata"]["generation"] += 1
+        ev["metadata"]["resourceVersion"] = str(next(self.rv))
+
+    def get_evaluation(self, ns, name):
+        return copy.deepcopy(self.evals.get(name))
+
+    def patch_status(self, body, patch):
+        ev = self.evals[body["metadata"]["name"]]
+        if ev["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
+            raise Conflict("moved")
+        status = ev.setdefault("status", {})
+        for k, v in patch.items():
+            if v is None:
+                status.pop(k, None)
+            else:
+                status[k] = v
+        ev["metadata"]["resourceVersion"] = str(next(self.rv))
+        self.patches += 1
+        return copy.deepcopy(ev)
+
+    def get_job(self, ns, name):
+        return copy.deepcopy(self.jobs.get(name))
+
+    def create_job(self, job):
+        name = job["metadata"]["name"]
+        if name in self.jobs:
+            return False
+        self.jobs[name] = job
+        self.created_jobs.append(name)
+        return True
+
+    def jobs_of(self, ns, evaluation):
+        return [j for j in self.jobs.values() if j["metadata"]["labels"][names.LABEL_EVALUATION] == evaluation]
+
+    def delete_job(self, ns, name):
+        self.jobs.pop(name, None)
+
+    def get_isvc(self, ns, name):
+        return self.isvcs.get(name)
+
+    def secret_value(self, ns, ref):
+        return None
+
+    def cached_baseline(self, ns, key):
+        return next((n for n, labels in self.cms.items() if labels.get(names.LABEL_BASELINE_KEY) == key), None)
+
+    def read_results(self, ns, name):
+        if name not in self.cms:
+            raise ResultsError(f"results ConfigMap {ns}/{name} not found")
+        return name
+
+    def event(self, body, type_, reason, note):
+        self.events.append((body["metadata"]["name"], type_, reason))
+
+    # test helpers
+    def finish_job(self, name, outcome="Complete"):
+        job = self.jobs[name]
+        job["status"] = {"conditions": [{"type": outcome, "status": "True", "message": "done"}]}
+        if outcome == "Complete":
+            for c in job["spec"]["template"]["spec"]["containers"]:
+                args = c["args"]
+                target = args[args.index("--publish-configmap") + 1].split("/")[1]
+                labels = {}
+                if c["name"] == "baseline":
+                    labels[names.LABEL_BASELINE_KEY] = job["metadata"]["labels"].get(names.LABEL_BASELINE_KEY)
+                self.cms[target] = labels
+
+
+def ready_isvc(name):
+    return {"metadata": {"name": name, "namespace": NS, "uid": f"u-{name}", "generation": 1},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "address": {"url": f"http://{name}"}}}
+
+
+SPEC = {"baseline": {"inferenceServiceRef": {"name": "fp16"}}, "candidate": {"inferenceServiceRef": {"name": "int4"}},
+        "suite": "local", "limit": 5}
+
+
+@pytest.fixture
+def world(monkeypatch):
+    cluster = FakeCluster()
+    cluster.isvcs = {"fp16": ready_isvc("fp16"), "int4": ready_isvc("int4"), "int8": ready_isvc("int8")}
+    monkeypatch.setattr(rc.endpoints, "preflight", lambda *a, **k: None)
+
+    from quantgate.decision.model import Comparison, Verdict
+
+    def compare(baseline, candidate, policy):
+        verdict = Verdict.BLOCK if policy.profile == "math-tutoring" else Verdict.SHIP
+        return Comparison(verdict=verdict, promotable=verdict.promotable, profile=policy.profile,
+                          aggregate="relativeDropOfMean", drop_mode="relative", average_drop=1.0, decisive=True,
+                          reasons=["r"], tasks=[])
+
+    import quantgate.decision
+
+    monkeypatch.setattr(quantgate.decision, "compare", compare)
+    rec = rc.Reconciler(cluster, Settings(max_concurrent=2, endpoint_timeout_s=60))
+    return cluster, rec
+
+
+def test_new_evaluation_gets_one_job_in_one_status_write(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["phase"] == "Running" and st["observedGeneration"] == 1 and cluster.patches == 1
+    assert cluster.created_jobs == [names.job_name("a", 1)]
+    rec.reconcile(NS, "a")  # again: nothing new
+    assert cluster.created_jobs == [names.job_name("a", 1)]
+
+
+def test_job_complete_gives_one_verdict_and_an_event(world):
+    cluster, rec = world
+    cluster.add_eval("a", {**SPEC, "candidate": {"inferenceServiceRef": {"name": "int8"}}})
+    rec.reconcile(NS, "a")
+    cluster.finish_job(names.job_name("a", 1))
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["phase"] == "Succeeded" and st["verdict"] == "Ship" and st["promotable"] is True
+    assert cluster.events == [("a", "Normal", "Verdict")]
+    patches = cluster.patches
+    rec.reconcile(NS, "a")
+    assert cluster.patches == patches  # settled: no more writes
+
+
+def test_failed_job_fails_closed(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    cluster.finish_job(names.job_name("a", 1), "Failed")
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["phase"] == "Failed" and st["reason"] == "JobFailed" and "verdict" not in st
+    assert st["promotable"] is False and cluster.events[-1][2] == "Failed"
+
+
+def test_missing_results_fail_closed(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    cluster.jobs[names.job_name("a", 1)]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    rec.reconcile(NS, "a")
+    assert cluster.evals["a"]["status"]["reason"] == "ResultsMissing"
+
+
+def test_spec_edit_supersedes_job_and_clears_verdict(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    cluster.finish_job(names.job_name("a", 1))
+    rec.reconcile(NS, "a")
+    assert cluster.evals["a"]["status"]["verdict"] == "Ship"
+    cluster.edit("a", {**SPEC, "limit": 6})
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["observedGeneration"] == 2 and "verdict" not in st and st["phase"] == "Running"
+    assert list(cluster.jobs) == [names.job_name("a", 2)]
+
+
+def test_concurrency_cap_queues_visibly(world):
+    cluster, rec = world
+    for n in "abc":
+        cluster.add_eval(n, {**SPEC, "limit": ord(n)})  # different baselines: no reuse
+        rec.reconcile(NS, n)
+    assert cluster.evals["c"]["status"]["phase"] == "Pending"
+    assert cluster.evals["c"]["status"]["reason"] == "Queued"
+    assert len(cluster.created_jobs) == 2
+    cluster.finish_job(names.job_name("a", 1))
+    rec.active.finished(NS, names.job_name("a", 1))
+    rec.reconcile(NS, "c")
+    assert cluster.evals["c"]["status"]["phase"] == "Running"
+
+
+def test_baseline_runs_once_for_many_candidates(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    cluster.add_eval("b", {**SPEC, "candidate": {"inferenceServiceRef": {"name": "int8"}}})
+    rec.reconcile(NS, "a")
+    rec.reconcile(NS, "b")
+    assert cluster.evals["b"]["status"]["reason"] == "BaselineInProgress"
+    cluster.finish_job(names.job_name("a", 1))
+    rec.active.finished(NS, names.job_name("a", 1))
+    rec.reconcile(NS, "b")
+    job_b = cluster.jobs[names.job_name("b", 1)]
+    assert [c["name"] for c in job_b["spec"]["template"]["spec"]["containers"]] == ["candidate"]
+    assert cluster.evals["b"]["status"]["resultsRef"]["baselineReused"] is True
+
+
+def test_endpoint_not_ready_waits_then_times_out(world):
+    cluster, rec = world
+    cluster.isvcs["int4"]["status"]["conditions"][0]["status"] = "False"
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["phase"] == "WaitingForEndpoints" and st["reason"] == "InferenceServiceNotReady"
+    st["startedAt"] = "2000-01-01T00:00:00Z"
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["phase"] == "Failed" and st["reason"] == "EndpointTimeout" and not cluster.jobs
+
+
+def test_restart_after_job_creation_finds_the_job(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    # a previous operator created the Job and died before writing any status
+    job_name = names.job_name("a", 1)
+    rec.reconcile(NS, "a")
+    cluster.evals["a"].pop("status")
+    cluster.finish_job(job_name)
+    fresh = rc.Reconciler(cluster, Settings(max_concurrent=2))
+    fresh.reconcile(NS, "a")
+    assert cluster.created_jobs == [job_name]
+    assert cluster.evals["a"]["status"]["phase"] == "Succeeded"
+
+
+def test_stale_body_conflicts_and_rereads(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    stale = copy.deepcopy(cluster.evals["a"])
+    cluster.edit("a", {**SPEC, "limit": 7})
+    rec.reconcile(NS, "a", stale)
+    assert cluster.evals["a"]["status"]["observedGeneration"] == 2
+    assert cluster.created_jobs == [names.job_name("a", 2)]
