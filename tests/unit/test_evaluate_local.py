@@ -112,3 +112,23 @@ def test_answer_flips_are_the_planted_ones(evaluated):
         assert task["flips"]["incorrectToCorrect"] == len(cand[unit] - ref[unit]), unit
     gsm8k = next(t for t in comparison["tasks"] if t["task"] == "gsm8k")
     assert gsm8k["flips"]["rate"] >= 0.12  # the demo plants 12% flips on gsm8k for int4-g128
+
+
+def test_a_failing_run_fails_the_evaluation_with_its_status_and_no_verdict(tmp_path, capsys):
+    with SimulatedFleet({"variants": [{"name": "up"}, {"name": "down", "refuseConnections": True}]}) as fleet:
+        path = tmp_path / "evaluation.yaml"
+        path.write_text(yaml.safe_dump({"kind": "ModelEvaluation", "metadata": {"name": "x"}, "spec": {
+            "baseline": {"endpoint": {"url": fleet.url("up")}}, "candidate": {"endpoint": {"url": fleet.url("down")}},
+            "suite": "local"}}))
+        rc = main(["evaluate", "--local", "-f", str(path), "--output", str(tmp_path / "out")])
+    assert rc == 10
+    assert "candidate run failed" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "comparison.json").exists()
+
+
+def test_cluster_only_sources_are_refused_locally(tmp_path, capsys):
+    path = tmp_path / "evaluation.yaml"
+    path.write_text(yaml.safe_dump({"kind": "ModelEvaluation", "metadata": {"name": "x"}, "spec": {
+        "baseline": {"inferenceServiceRef": {"name": "llama"}}, "candidate": {"endpoint": {"url": "http://x"}}}}))
+    assert main(["evaluate", "--local", "-f", str(path)]) == 2
+    assert "spec.baseline.endpoint.url" in capsys.readouterr().err

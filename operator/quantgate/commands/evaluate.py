@@ -109,7 +109,7 @@ def run(args) -> int:
             local_data=args.local_data), out / role))
     print(f"evaluating {name}: baseline and candidate in parallel → {out}", file=sys.stderr)
     for job in run_all(jobs):
-        if job.returncode not in (0, None):
+        if job.failed:
             err = QuantgateError(f"the {job.label} run failed (exit status {job.returncode}); see its error above")
             err.exit_code = job.returncode if job.returncode in range(10, 30) else 2
             raise err

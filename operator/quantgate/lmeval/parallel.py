@@ -22,6 +22,11 @@ class RunJob:
     output: Path
     env: dict[str, str] = field(default_factory=dict)
     returncode: int | None = None
+    stopped: bool = False  # terminated because another job failed
+
+    @property
+    def failed(self) -> bool:
+        return self.returncode not in (0, None) and not self.stopped
 
 
 def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: str | None = None,
@@ -68,11 +73,13 @@ def run_all(jobs: list[RunJob], max_parallel: int | None = None, fail_fast: bool
                     running.remove((job, proc))
                     if proc.returncode != 0 and fail_fast:
                         failed = True
-                        for _, other in running:
+                        for other_job, other in running:
+                            other_job.stopped = True
                             other.terminate()
     finally:
-        for _, proc in running:
+        for job, proc in running:
             if proc.poll() is None:
                 proc.terminate()
-            proc.wait()
+                job.stopped = True
+            job.returncode = proc.wait()
     return jobs

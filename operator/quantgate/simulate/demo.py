@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                        out / v.name) for v in config.variants]
         say(f"running lm-eval's local suite (6 tasks, ~3,800 requests per model), {args.parallel} models at a time")
         run_all(jobs, max_parallel=args.parallel)
-        failed = [j for j in jobs if j.returncode != 0]
+        failed = [j for j in jobs if j.failed or j.returncode is None]
         if failed:
             print(f"demo: the {failed[0].label} run failed (exit status {failed[0].returncode})", file=sys.stderr)
             return 1
