@@ -84,11 +84,12 @@ class OperatorProcess:
         self.args = list(args)
         self.namespaces = namespaces or []
         self.proc: subprocess.Popen | None = None
+        self.launcher = [QUANTGATE]
 
     def start(self) -> "OperatorProcess":
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
         env.pop("KUBERNETES_SERVICE_HOST", None)
-        cmd = [QUANTGATE, "operator", "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
+        cmd = [*self.launcher, "operator", "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                "--runner-image", "quantgate:test", *self.args]
         for ns in self.namespaces:
             cmd += ["--namespace", ns]

@@ -58,6 +58,9 @@ def run(args) -> int:
     import asyncio
     import logging
 
+    from quantgate.k8s import memory
+
+    memory.limit_arenas()  # before any thread starts (see quantgate.k8s.memory)
     settings = settings_from(args)
     # the timer interval is read when the handlers module is imported
     os.environ["QUANTGATE_POLL_INTERVAL_S"] = str(settings.poll_interval_s)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import endpoints, names
+from quantgate.k8s import endpoints, memory, names
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
@@ -333,6 +333,8 @@ class Reconciler:
             self.cluster.event(body, "Normal", "Verdict", note)
         if self.metrics:
             self.metrics.count_verdict(verdict, seconds)
+        del baseline, candidate, comparison
+        memory.trim()  # decoded result sets can be tens of MB: give the pages back
         log.info("%s/%s generation %s: %s", ns, meta["name"], gen, note)
 
     def _fail(self, body: dict, reason: str, message: str, started: bool = True) -> None:
