@@ -151,6 +151,12 @@ def create_all(custom, ns: str, names_: list[str]) -> dict[str, float]:
     return created
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (/proc/PID/stat fields 14 and 15, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -209,15 +215,18 @@ def main() -> int:
 
             batch = [f"ev-{i:04d}" for i in range(args.count)]
             say(f"creating {len(batch)} ModelEvaluations at once")
-            started = time.monotonic()
+            started, cpu0, load0 = time.monotonic(), cpu_seconds(op.proc.pid), os.getloadavg()[0]
             created = create_all(custom, ns, batch)
             wait_verdicts(batch)
             wall = time.monotonic() - started
+            cpu_ms = 1000 * (cpu_seconds(op.proc.pid) - cpu0) / len(batch)
+            load1 = os.getloadavg()[0]
             job_created, decided = operator_times(op.log(), ns)
             completed = completion_times(batch_api, ns)
             cr_to_job = [job_created[n] - created[n] for n in batch]
             job_to_verdict = [decided[n] - completed[n] for n in batch]
-            say(f"{len(batch)} evaluations to verdict in {wall:.1f}s")
+            say(f"{len(batch)} evaluations to verdict in {wall:.1f}s; operator CPU {cpu_ms:.0f} ms per evaluation; "
+                f"machine load average {load0:.1f} → {load1:.1f} on {os.cpu_count()} CPUs")
             say(f"CR created → Job created: p50 {pct(cr_to_job, .5):.3f}s p99 {pct(cr_to_job, .99):.3f}s "
                 f"max {max(cr_to_job):.3f}s")
             say(f"Job complete → verdict:  p50 {pct(job_to_verdict, .5):.3f}s p99 {pct(job_to_verdict, .99):.3f}s "
@@ -238,7 +247,8 @@ def main() -> int:
                 "cr_to_job_p50_s": round(pct(cr_to_job, .5), 3), "cr_to_job_p99_s": round(pct(cr_to_job, .99), 3),
                 "job_to_verdict_p50_s": round(pct(job_to_verdict, .5), 3),
                 "job_to_verdict_p99_s": round(pct(job_to_verdict, .99), 3),
-                "wall_s_200": round(wall, 1), "rss_mib_200": round(rss_200, 1),
+                "wall_s_200": round(wall, 1), "operator_cpu_ms_per_evaluation": round(cpu_ms, 1),
+                "load_average_end": round(load1, 1), "cpus": os.cpu_count(), "rss_mib_200": round(rss_200, 1),
                 "rss_mib_1000": round(rss_total, 1), "total_evaluations": args.total,
                 "runner": "bench stub publishing a real tiny lm-eval run",
             }), flush=True)

@@ -106,8 +106,8 @@ def test_restarts_at_random_moments_never_duplicate_jobs_or_verdicts(chaos_env):
     rnd = random.Random(2024)
     recorder = Recorder(cluster, ns)
     try:
-        docs = [evaluation(f"ev-{i:02d}", _ref("fp16"), _ref("same" if i % 2 else "int4"), suite="local", limit=6,
-                           profile="math-tutoring") for i in range(COUNT)]
+        docs = [evaluation(f"ev-{i:02d}", _ref("fp16"), _ref("same" if i % 2 else "int4"), suite="local",
+                           tasks=[{"name": "gsm8k", "limit": 8}], profile="math-tutoring") for i in range(COUNT)]
         cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
         op.start()
         kills, edited, started = 0, False, time.monotonic()

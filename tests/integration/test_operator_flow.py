@@ -28,6 +28,8 @@ FLEET = {"seed": 11, "reference": "fp16", "variants": [
 ]}
 LIMIT = 8
 ENDPOINT_TIMEOUT = 8
+# most tests need any complete run, not six tasks: gsm8k alone on the local data takes ~2 s
+QUICK = {"suite": "local", "tasks": [{"name": "gsm8k", "limit": LIMIT}]}
 
 
 def ref(name, **extra):
@@ -126,8 +128,7 @@ def test_block_under_math_tutoring_reuses_the_baseline(env):
 
 def test_spec_edit_supersedes_the_job_and_clears_the_verdict(env):
     cluster, ns, _fleet, _op = env
-    _apply(cluster, ns, evaluation("edit", ref("fp16"), ref("same"), suite="local", limit=LIMIT,
-                                   runner={"concurrency": 4}))
+    _apply(cluster, ns, evaluation("edit", ref("fp16"), ref("same"), **QUICK, runner={"concurrency": 4}))
     first = wait_phase(cluster, "edit", ns, ("Succeeded",))
     assert first["status"]["verdict"] == "Ship"
     job1 = first["status"]["jobName"]
@@ -154,7 +155,8 @@ def test_superseded_running_job_is_deleted(env):
     cluster, ns, _fleet, _op = env
     _apply(cluster, ns, evaluation("rerun", ref("fp16"), ref("same"), suite="local", limit=LIMIT + 1))
     wait_for(lambda: _jobs(cluster, ns, "rerun"), timeout=30, what="first Job")
-    cluster.kubectl("patch", "meval", "rerun", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {"limit": LIMIT}}))
+    cluster.kubectl("patch", "meval", "rerun", "-n", ns, "--type=merge", "-p", json.dumps({"spec": {
+        "limit": None, "tasks": QUICK["tasks"]}}))
     final = wait_phase(cluster, "rerun", ns, ("Succeeded", "Failed"))
     assert final["status"]["phase"] == "Succeeded" and final["status"]["observedGeneration"] == 2
     wait_for(lambda: [j["metadata"]["labels"]["quantgate.io/generation"] for j in _jobs(cluster, ns, "rerun")]
@@ -165,7 +167,7 @@ def test_endpoint_never_ready_fails_after_the_timeout(env):
     cluster, ns, _fleet, _op = env
     cluster.apply(isvc("cold", None), ns)
     set_isvc_status(cluster, ns, "cold", None, False)
-    _apply(cluster, ns, evaluation("cold", ref("fp16"), ref("cold"), suite="local", limit=LIMIT))
+    _apply(cluster, ns, evaluation("cold", ref("fp16"), ref("cold"), **QUICK))
     waiting = wait_phase(cluster, "cold", ns, ("WaitingForEndpoints",), timeout=30)
     assert "cold" in waiting["status"]["message"]
     obj = wait_phase(cluster, "cold", ns, ("Failed",), timeout=ENDPOINT_TIMEOUT + 30)
@@ -177,8 +179,7 @@ def test_endpoint_never_ready_fails_after_the_timeout(env):
 
 def test_model_server_500s_fail_closed(env):
     cluster, ns, _fleet, op = env
-    _apply(cluster, ns, evaluation("broken", ref("fp16"), ref("broken"), suite="local", limit=LIMIT,
-                                   runner={"backoffLimit": 0}))
+    _apply(cluster, ns, evaluation("broken", ref("fp16"), ref("broken"), **QUICK, runner={"backoffLimit": 0}))
     obj = wait_phase(cluster, "broken", ns, ("Succeeded", "Failed"), timeout=180)
     st = obj["status"]
     assert st["phase"] == "Failed" and st["reason"] == "JobFailed", st
@@ -190,7 +191,7 @@ def test_api_key_never_leaks(env):
     cluster, ns, _fleet, op = env
     cluster.kubectl("create", "secret", "generic", "llm-key", "-n", ns, f"--from-literal=api-key={API_KEY}")
     keyed = ref("keyed", apiKeySecretRef={"name": "llm-key"})
-    _apply(cluster, ns, evaluation("keyed", keyed, keyed, suite="local", limit=LIMIT))
+    _apply(cluster, ns, evaluation("keyed", keyed, keyed, **QUICK))
     obj = wait_phase(cluster, "keyed", ns, ("Succeeded", "Failed"))
     assert obj["status"]["phase"] == "Succeeded", obj["status"].get("message")
     texts = [json.dumps(obj)]

@@ -104,3 +104,12 @@ def test_runner_overrides():
     assert pod["nodeSelector"] == {"pool": "eval"} and pod["tolerations"] == [{"key": "eval", "operator": "Exists"}]
     assert job["spec"]["activeDeadlineSeconds"] == 600 and job["spec"]["backoffLimit"] == 0
     assert c["args"][c["args"].index("--concurrency") + 1] == "8"
+
+
+def test_local_suite_with_tasks_runs_them_on_local_data():
+    spec = dict(ENDPOINT_SPEC, suite="local")
+    job = build_job(_ev(spec), BASE, CAND, SETTINGS)
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--local-data" in args and "--suite" not in args
+    assert "--local-data" not in build_job(_ev(ENDPOINT_SPEC), BASE, CAND, SETTINGS)["spec"]["template"]["spec"][
+        "containers"][0]["args"]

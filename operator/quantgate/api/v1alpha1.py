@@ -200,7 +200,9 @@ class RunnerSpec(CamelModel):
 
 def _spec_rules() -> list[dict]:
     rules = [
-        _cel("!(has(self.suite) && has(self.tasks))", "give either suite or tasks, not both"),
+        _cel("!(has(self.suite) && has(self.tasks)) || self.suite == 'local'",
+             "give either suite or tasks, not both (only suite local combines with tasks: "
+             "the listed tasks on the local datasets)"),
         _cel("!(has(self.limit) && has(self.suite) && self.suite == 'tiny')",
              "the tiny suite is already subsampled: remove limit"),
     ]
@@ -236,7 +238,8 @@ class ModelEvaluationSpec(CamelModel):
     baseline: BaselineSource = Field(description="The reference model, usually full precision.")
     candidate: ModelSource = Field(description="The compressed/quantized model that wants promotion.")
     suite: Suite | None = Field(
-        None, description="Named task suite (leaderboard, tiny, local); default leaderboard unless tasks are listed."
+        None, description="Named task suite (leaderboard, tiny, local); default leaderboard unless tasks are "
+        "listed. With tasks, only local is allowed: it runs the listed tasks on the local datasets."
     )
     tasks: list[TaskSpec] | None = Field(None, description="Explicit tasks instead of a suite.", min_length=1,
                                          max_length=64)
@@ -274,13 +277,19 @@ class ModelEvaluationSpec(CamelModel):
 
     @model_validator(mode="after")
     def _suite_or_tasks(self) -> "ModelEvaluationSpec":
-        if self.suite is not None and self.tasks:
-            raise ValueError("give either suite or tasks, not both")
+        if self.suite not in (None, "local") and self.tasks:
+            raise ValueError("give either suite or tasks, not both (only suite local combines with tasks)")
         return self
 
     @property
     def effective_suite(self) -> str | None:
+        """The named suite to run; None when explicit tasks are listed."""
         return None if self.tasks else (self.suite or "leaderboard")
+
+    @property
+    def local_data(self) -> bool:
+        """Explicit tasks on the local datasets (suite local + tasks)."""
+        return bool(self.tasks) and self.suite == "local"
 
 
 class Phase(str, Enum):

@@ -31,7 +31,8 @@ def task_plan(spec: ModelEvaluationSpec) -> dict:
     from quantgate.lmeval.suites import resolve_tasks
 
     suite = None if spec.tasks else spec.effective_suite
-    return {"suite": suite, "limit": spec.limit, "tasks": [t.dump() for t in resolve_tasks(suite, spec.tasks)]}
+    tasks = [t.dump() for t in resolve_tasks(suite, spec.tasks)]
+    return {"suite": suite, "localData": spec.local_data, "limit": spec.limit, "tasks": tasks}
 
 
 def baseline_key(identity: str, model: str | None, spec: ModelEvaluationSpec,

@@ -64,6 +64,8 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str) -> list[s
         args += ["--concurrency", str(spec.runner.concurrency)]
     if spec.tasks:
         args += ["--tasks", ",".join(task_arg(t) for t in spec.tasks)]
+        if spec.local_data:
+            args += ["--local-data"]
     else:
         args += ["--suite", spec.effective_suite or "leaderboard"]
     if spec.limit is not None:
