@@ -39,6 +39,7 @@ e2e: venv tools
 
 crd: venv
 	$(BIN)/quantgate crd -o manifests/crd/modelevaluations.quantgate.io.yaml
+	cp manifests/crd/modelevaluations.quantgate.io.yaml charts/quantgate/crds/  # the chart ships the same CRD
 
 # Plain install YAML (manifests/install/) and the chart's copies of the CRD and alert rules, from the chart.
 manifests: tools
