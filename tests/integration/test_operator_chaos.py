@@ -150,3 +150,9 @@ def test_restarts_at_random_moments_never_duplicate_jobs_or_verdicts(chaos_env):
         assert len(uids) == 1, f"{name} generation {gen}: {len(uids)} Jobs created"
     wait_for(lambda: len(json.loads(cluster.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"]) == COUNT,
              timeout=60, what="one Job per evaluation left (superseded ones deleted)")
+    # the last operator process rebuilt every evaluation's gauges from the statuses it listed
+    exposition = op.metrics()
+    for obj in items:
+        name, verdict = obj["metadata"]["name"], obj["status"]["verdict"]
+        assert (f'quantgate_evaluation_verdict{{evaluation="{name}",namespace="{ns}",verdict="{verdict}"}} 1.0'
+                in exposition), name
