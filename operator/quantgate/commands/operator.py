@@ -73,6 +73,7 @@ def run(args) -> int:
     from quantgate.k8s import handlers
 
     handlers.configure(settings)
+    memory.trim_periodically()
     try:
         server = metrics.serve(settings.metrics_host, settings.metrics_port)
     except OSError as exc:

@@ -42,3 +42,15 @@ def trim(min_interval_s: float = 5.0) -> None:
             return
         _last = now
     libc.malloc_trim(0)
+
+
+def trim_periodically(interval_s: float = 30.0) -> None:
+    """A daemon thread trimming every `interval_s`: frees left after bursts go back to the OS
+    even when no verdict follows them."""
+
+    def loop():
+        while True:
+            time.sleep(interval_s)
+            trim(0)
+
+    threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
