@@ -250,3 +250,21 @@ def test_stale_body_conflicts_and_rereads(world):
     rec.reconcile(NS, "a", stale)
     assert cluster.evals["a"]["status"]["observedGeneration"] == 2
     assert cluster.created_jobs == [names.job_name("a", 2)]
+
+
+def test_results_from_reuses_a_finished_evaluations_baseline(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    cluster.add_eval("b", {**SPEC, "baseline": {**SPEC["baseline"], "resultsFrom": "a"}})
+    rec.reconcile(NS, "b")
+    assert cluster.evals["b"]["status"]["reason"] == "WaitingForBaselineResults"
+    cluster.finish_job(names.job_name("a", 1))
+    rec.reconcile(NS, "a")
+    rec.reconcile(NS, "b")
+    st = cluster.evals["b"]["status"]
+    assert st["resultsRef"] == {"baseline": cluster.evals["a"]["status"]["resultsRef"]["baseline"],
+                                "candidate": names.results_name(names.job_name("b", 1), "candidate"),
+                                "baselineReused": True}
+    containers = cluster.jobs[names.job_name("b", 1)]["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["candidate"]
