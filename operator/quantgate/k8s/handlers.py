@@ -64,7 +64,8 @@ def _configure_kopf(settings: kopf.OperatorSettings, **_) -> None:
     settings.networking.error_backoffs = (1, 2, 5, 10)
     settings.execution.max_workers = 32  # sync handlers: API calls and endpoint preflights run in threads
     # No handler here uses kopf's progress/diff-base storage (event, timer and index handlers
-    # do not) and none adds a finalizer; keep kopf's annotations off our objects anyway.
+    # do not); keep kopf's annotations under our prefix anyway. kopf's timer does add the
+    # finalizer below while an evaluation is unsettled (kopf requires it for timers).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
