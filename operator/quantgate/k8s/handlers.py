@@ -1,7 +1,7 @@
 """kopf handlers: thin triggers around `Reconciler.reconcile` (all logic lives there).
 
 * every ModelEvaluation event → refresh its metrics; reconcile unless it is settled;
-  a DELETED event drops its metrics (no finalizer: its Job and ConfigMaps go with it
+  a DELETED event drops its metrics (no on-delete handler: its Job and ConfigMaps go with it
   through ownerReferences);
 * every event of a finished runner Job → reconcile its evaluation;
 * a timer, only while an evaluation is not settled, re-checks what it waits for
