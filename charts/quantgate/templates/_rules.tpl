@@ -7,11 +7,10 @@ the chart's ServiceAccounts) and that nothing more is allowed.
 
 {{/* The operator, in each watched namespace (or cluster-wide). */}}
 {{- define "quantgate.operatorRules" -}}
-# Watch evaluations. patch: kopf adds and removes its finalizer (quantgate.io/operator) on unsettled
-# evaluations, because the operator's poll timer needs one; the operator itself writes only status.
+# Watch evaluations; the operator writes only their status (it adds no finalizer).
 - apiGroups: [quantgate.io]
   resources: [modelevaluations]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 # The verdict: one status patch per generation.
 - apiGroups: [quantgate.io]
   resources: [modelevaluations/status]

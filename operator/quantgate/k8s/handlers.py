@@ -4,8 +4,9 @@
   a DELETED event drops its metrics (no on-delete handler: its Job and ConfigMaps go with it
   through ownerReferences);
 * every event of a finished runner Job → reconcile its evaluation;
-* a timer, only while an evaluation is not settled, re-checks what it waits for
-  (endpoints, queue slot, baseline in progress);
+* one poller task (not kopf's per-object timers, which need a finalizer on every object)
+  re-checks the evaluations that wait on something outside our watches (endpoints, a queue
+  slot, a baseline in progress); the event handler keeps that set up to date;
 * an index of unfinished runner Jobs gives the concurrency cap its count; kopf fills
   indices before it calls any other handler, so a restarted operator never over-starts.
 
@@ -15,6 +16,7 @@ running operator (quantgate.commands.operator does it).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 
@@ -63,9 +65,8 @@ def _configure_kopf(settings: kopf.OperatorSettings, **_) -> None:
     settings.networking.request_timeout = 30
     settings.networking.error_backoffs = (1, 2, 5, 10)
     settings.execution.max_workers = 32  # sync handlers: API calls and endpoint preflights run in threads
-    # No handler here uses kopf's progress/diff-base storage (event, timer and index handlers
-    # do not); keep kopf's annotations under our prefix anyway. kopf's timer does add the
-    # finalizer below while an evaluation is unsettled (kopf requires it for timers).
+    # No handler here uses kopf's progress/diff-base storage or needs a finalizer (event and
+    # index handlers do not); keep kopf's annotations under our prefix anyway.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
@@ -94,6 +95,7 @@ def quantgate_jobs(namespace, name, body, labels, **_):
 
 
 def _run(namespace: str, name: str, index, body=None) -> None:
+    _state["jobs_index"] = index  # a live view kopf keeps current; the poller reads it too
     rec = _reconciler()
     rec.active.seen = list(index.get("active", []))
     rec.reconcile(namespace, name, copy.deepcopy(dict(body)) if body is not None else None)
@@ -113,18 +115,52 @@ def _waiting(body, **_) -> bool:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def evaluation_event(type, body, namespace, name, quantgate_jobs: kopf.Index, **_):
+    key = (namespace, name)
     if type == "DELETED":
+        _waiting_set.pop(key, None)
         metrics.forget(namespace, name)
         _reconciler().forget(namespace, name)
         return
     metrics.observe(namespace, name, body.get("status"))
     if _waiting(body):  # a Running evaluation advances on its Job's events
+        _waiting_set[key] = None
         _run(namespace, name, quantgate_jobs, body)
+    else:
+        _waiting_set.pop(key, None)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=Settings.from_env().poll_interval_s, when=_waiting)
-def evaluation_poll(namespace, name, body, quantgate_jobs: kopf.Index, **_):
-    _run(namespace, name, quantgate_jobs, body)
+# Evaluations waiting on endpoints, a queue slot or a baseline (insertion-ordered set).
+_waiting_set: dict[tuple[str, str], None] = {}
+
+
+async def _poll_waiting(interval: float, parallel: int) -> None:
+    """Every `interval` seconds, reconcile each waiting evaluation again (`parallel` at once:
+    a preflight against a down endpoint blocks its thread for seconds)."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(namespace: str, name: str) -> None:
+        async with gate:
+            try:
+                await asyncio.to_thread(_run, namespace, name, _state.get("jobs_index") or {})
+            except Exception:  # one evaluation's error must not stop the others' polling
+                log.exception("poll of %s/%s failed", namespace, name)
+
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.gather(*(one(ns, name) for ns, name in list(_waiting_set)))
+
+
+@kopf.on.startup()
+async def _start_poller(**_) -> None:
+    _state["poller"] = asyncio.get_running_loop().create_task(
+        _poll_waiting(_settings().poll_interval_s, parallel=16))
+
+
+@kopf.on.cleanup()
+async def _stop_poller(**_) -> None:
+    task = _state.pop("poller", None)
+    if task is not None:
+        task.cancel()
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=RUNNER_JOBS)
