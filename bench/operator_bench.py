@@ -39,8 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/integration"))
 
-from operator_harness import (OperatorProcess, install_crds, install_runner_rbac, isvc,  # noqa: E402
-                              operator_kubeconfig, set_isvc_status)
+from operator_harness import (OperatorProcess, install_crds, install_runner_rbac, serve_fleet,  # noqa: E402
+                              operator_kubeconfig)
 from quantgate.api.v1alpha1 import GROUP, PLURAL, VERSION  # noqa: E402
 from quantgate.dev import harness  # noqa: E402
 from quantgate.k8s import names, results_channel  # noqa: E402
@@ -186,9 +186,7 @@ def main() -> int:
         install_runner_rbac(cluster, ns)
         kubeconfig = operator_kubeconfig(cluster, work)
         with SimulatedFleet(FLEET) as fleet:
-            for v in fleet.names:
-                cluster.apply(isvc(v, None), ns)
-                set_isvc_status(cluster, ns, v, fleet.url(v), True)
+            serve_fleet(cluster, ns, fleet)
             say("making the real tiny lm-eval runs the stub will publish")
             write_templates(real_tiny_runs(fleet, work), work / "templates")
             op = OperatorProcess(cluster, work / "operator.log", "--namespace", ns, "--no-baseline-cache",

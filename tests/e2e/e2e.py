@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "tests/integration"))
 
 import yaml  # noqa: E402
 
-from operator_harness import (OperatorProcess, install_crds, install_runner_rbac, isvc,  # noqa: E402
-                              operator_kubeconfig, set_isvc_status)
+from operator_harness import (OperatorProcess, install_crds, install_runner_rbac, serve_fleet,  # noqa: E402
+                              operator_kubeconfig)
 from quantgate.dev import harness  # noqa: E402
 
 NS = "models"
@@ -49,9 +49,7 @@ def main() -> int:
         kubeconfig = operator_kubeconfig(cluster, work)
         say("CRDs and RBAC installed")
         with SimulatedFleet(ROOT / "tests/e2e/fleet.yaml") as fleet:
-            for name in fleet.names:
-                cluster.apply(isvc(name, None), NS)
-                set_isvc_status(cluster, NS, name, fleet.url(name), True)
+            serve_fleet(cluster, NS, fleet)
             say(f"simulated servers up: {', '.join(f'{n}={fleet.url(n)}' for n in fleet.names)}")
             op = OperatorProcess(cluster, work / "operator.log", "--poll-interval", "1",
                                  kubeconfig=kubeconfig).start()

@@ -136,9 +136,18 @@ def evaluation(name: str, baseline: dict, candidate: dict, **spec) -> dict:
             "metadata": {"name": name}, "spec": {"baseline": baseline, "candidate": candidate, **spec}}
 
 
-def isvc(name: str, url: str | None, ready: bool = True) -> dict:
+def isvc(name: str) -> dict:
+    """An InferenceService object without status (set_isvc_status gives it one)."""
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": name},
             "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}}}}}
+
+
+def serve_fleet(cluster, namespace: str, fleet) -> None:
+    """One Ready InferenceService per simulated variant, its address the variant's loopback URL
+    (the dev cluster routes no Services)."""
+    for name in fleet.names:
+        cluster.apply(isvc(name), namespace)
+        set_isvc_status(cluster, namespace, name, fleet.url(name), True)
 
 
 def set_isvc_status(cluster, namespace: str, name: str, url: str | None, ready: bool) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from operator_harness import evaluation, free_port, get, isvc, set_isvc_status, wait_phase
+from operator_harness import evaluation, free_port, get, serve_fleet, wait_phase
 from quantgate.dev import paths
 from quantgate.dev.harness import create_namespace, wait_for
 
@@ -94,9 +94,7 @@ def install(cluster, tmp_path_factory):
     }))
     installed = helm(cluster, "install", RELEASE, str(CHART), "-n", ns, "-f", str(values), "--wait", "--timeout", "120s")
     with SimulatedFleet(FLEET) as fleet:
-        for v in fleet.names:
-            cluster.apply(isvc(v, None), ns)
-            set_isvc_status(cluster, ns, v, fleet.url(v), True)
+        serve_fleet(cluster, ns, fleet)
         try:
             yield {"ns": ns, "port": port, "values": values, "notes": installed.stdout, "fleet": fleet,
                    "crd_before": crd_before}

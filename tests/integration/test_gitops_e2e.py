@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from operator_harness import (OperatorProcess, evaluation, get, install_crds, install_runner_rbac, isvc,
-                              operator_kubeconfig, set_isvc_status, wait_phase)
+from operator_harness import (OperatorProcess, evaluation, get, install_crds, install_runner_rbac, serve_fleet,
+                              operator_kubeconfig, wait_phase)
 from quantgate.dev import paths
 from quantgate.dev.harness import create_namespace
 
@@ -56,9 +56,7 @@ def loop(cluster, tmp_path_factory):
     install_runner_rbac(cluster, ns)
     workdir = tmp_path_factory.mktemp("gitops-e2e")
     with SimulatedFleet(FLEET) as fleet:
-        for name in fleet.names:
-            cluster.apply(isvc(name, None), ns)
-            set_isvc_status(cluster, ns, name, fleet.url(name), True)
+        serve_fleet(cluster, ns, fleet)
         op = OperatorProcess(cluster, workdir / "operator.log", "--poll-interval", "1",
                              kubeconfig=operator_kubeconfig(cluster, workdir), namespaces=[ns])
         op.start()

@@ -13,8 +13,7 @@ import time
 import pytest
 import yaml
 
-from operator_harness import (OperatorProcess, operator_kubeconfig, evaluation, install_crds, install_runner_rbac, isvc,
-                              set_isvc_status)
+from operator_harness import (OperatorProcess, operator_kubeconfig, evaluation, install_crds, install_runner_rbac, serve_fleet)
 from quantgate.dev.harness import create_namespace, wait_for
 
 ACC = {"arc_challenge": 0.7, "hellaswag": 0.8, "mmlu": 0.7, "truthfulqa_mc2": 0.7, "winogrande": 0.75,
@@ -89,9 +88,7 @@ def chaos_env(cluster, tmp_path):
     ns = create_namespace(cluster, "chaos")
     install_runner_rbac(cluster, ns)
     with SimulatedFleet(FLEET) as fleet:
-        for v in fleet.names:
-            cluster.apply(isvc(v, None), ns)
-            set_isvc_status(cluster, ns, v, fleet.url(v), True)
+        serve_fleet(cluster, ns, fleet)
         op = OperatorProcess(cluster, tmp_path / "operator.log", "--poll-interval", "1", "--max-concurrent", "6",
                              namespaces=[ns], kubeconfig=operator_kubeconfig(cluster, tmp_path))
         try:

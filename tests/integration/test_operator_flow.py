@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from operator_harness import (OperatorProcess, operator_kubeconfig, evaluation, get, install_crds, install_runner_rbac, isvc,
+from operator_harness import (OperatorProcess, operator_kubeconfig, evaluation, get, install_crds, install_runner_rbac, isvc, serve_fleet,
                               set_isvc_status, wait_phase)
 from quantgate.dev.harness import impersonate, wait_for
 
@@ -46,9 +46,7 @@ def env(cluster, tmp_path_factory):
     ns = create_namespace(cluster, "op")
     install_runner_rbac(cluster, ns)
     with SimulatedFleet(FLEET) as fleet:
-        for v in fleet.names:
-            cluster.apply(isvc(v, None), ns)
-            set_isvc_status(cluster, ns, v, fleet.url(v), True)
+        serve_fleet(cluster, ns, fleet)
         workdir = tmp_path_factory.mktemp("operator")
         # the operator runs as its ServiceAccount: manifests/rbac/operator.yaml is what it gets
         op = OperatorProcess(cluster, workdir / "operator.log", "--poll-interval", "1", "--endpoint-timeout",
@@ -165,7 +163,7 @@ def test_superseded_running_job_is_deleted(env):
 
 def test_endpoint_never_ready_fails_after_the_timeout(env):
     cluster, ns, _fleet, _op = env
-    cluster.apply(isvc("cold", None), ns)
+    cluster.apply(isvc("cold"), ns)
     set_isvc_status(cluster, ns, "cold", None, False)
     _apply(cluster, ns, evaluation("cold", ref("fp16"), ref("cold"), **QUICK))
     waiting = wait_phase(cluster, "cold", ns, ("WaitingForEndpoints",), timeout=30)

@@ -70,7 +70,6 @@ def _configure_kopf(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
-    settings.persistence.finalizer = f"{GROUP}/operator"
     log.info("quantgate operator: namespaces=%s max_concurrent=%d endpoint_timeout=%ss",
              mine.namespaces or "all", mine.max_concurrent, mine.endpoint_timeout_s)
 
