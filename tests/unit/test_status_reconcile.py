@@ -268,3 +268,29 @@ def test_results_from_reuses_a_finished_evaluations_baseline(world):
                                 "baselineReused": True}
     containers = cluster.jobs[names.job_name("b", 1)]["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["candidate"]
+
+
+def test_watched_inference_services_are_read_from_the_cache_not_the_api(world):
+    cluster, rec = world
+    cluster.isvcs = {}  # the API has none: only the operator's watch cache knows them
+    cached = {(NS, "fp16"): ready_isvc("fp16"), (NS, "int4"): ready_isvc("int4")}
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a", isvc_cache=lambda ns, name: cached.get((ns, name)))
+    assert cluster.created_jobs == [names.job_name("a", 1)]
+    # one the cache lacks (not seen yet) is read from the API
+    cluster.isvcs = {"int8": ready_isvc("int8")}
+    cluster.add_eval("b", {**SPEC, "baseline": {"inferenceServiceRef": {"name": "int8"}}})
+    rec.reconcile(NS, "b", isvc_cache=lambda ns, name: cached.get((ns, name)))
+    assert cluster.created_jobs[-1] == names.job_name("b", 1)
+
+
+def test_a_finished_job_from_its_event_is_not_read_again(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    job_name = names.job_name("a", 1)
+    cluster.finish_job(job_name)
+    finished = copy.deepcopy(cluster.jobs[job_name])
+    cluster.get_job = lambda ns, name: pytest.fail(f"GET of Job {name} although its event delivered it")
+    rec.reconcile(NS, "a", job=finished)
+    assert cluster.evals["a"]["status"]["verdict"] == "Ship"

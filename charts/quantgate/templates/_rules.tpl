@@ -23,10 +23,10 @@ the chart's ServiceAccounts) and that nothing more is allowed.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list]
-# InferenceService endpoints and readiness.
+# InferenceService endpoints and readiness (watched: the operator's informer cache).
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
-  verbs: [get]
+  verbs: [get, list, watch]
 # Verdict / Blocked / Failed events (kopf's own event posting is off).
 - apiGroups: [events.k8s.io]
   resources: [events]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from quantgate.errors import InputError
 
@@ -23,6 +24,9 @@ def register(subparsers) -> None:
                    help="fail an evaluation whose endpoints are not ready after this long (default 600)")
     p.add_argument("--poll-interval", type=float, dest="poll_interval_s", metavar="SECONDS",
                    help="how often waiting evaluations re-check (default 2)")
+    p.add_argument("--preflight-cache", type=float, dest="preflight_cache_s", metavar="SECONDS",
+                   help="trust a successful endpoint preflight this long (default 10; 0: ask every time)")
+    p.add_argument("--workers", type=int, help="reconcile threads (default 128)")
     p.add_argument("--runner-image", help="image of runner Jobs (default: the operator's release image)")
     p.add_argument("--runner-service-account", help="ServiceAccount of runner Jobs (default quantgate-runner)")
     p.add_argument("--runner-command", help="runner entrypoint, space-separated (default: quantgate)")
@@ -36,7 +40,7 @@ def settings_from(args):
     from quantgate.k8s.settings import Settings
 
     overrides = {k: getattr(args, k, None) for k in (
-        "max_concurrent", "endpoint_timeout_s", "poll_interval_s", "runner_image", "runner_service_account",
+        "max_concurrent", "workers", "endpoint_timeout_s", "poll_interval_s", "preflight_cache_s", "runner_image", "runner_service_account",
         "metrics_port", "metrics_host")}
     if args.namespaces:
         overrides["namespaces"] = args.namespaces
@@ -49,8 +53,12 @@ def settings_from(args):
     settings = Settings.from_env(**overrides)
     if settings.max_concurrent < 1:
         raise InputError("--max-concurrent must be at least 1")
+    if settings.workers < 1:
+        raise InputError("--workers must be at least 1")
     if settings.endpoint_timeout_s <= 0 or settings.poll_interval_s <= 0:
         raise InputError("--endpoint-timeout and --poll-interval must be positive")
+    if settings.preflight_cache_s < 0:
+        raise InputError("--preflight-cache must be 0 or more seconds")
     return settings
 
 
@@ -61,6 +69,9 @@ def run(args) -> int:
     from quantgate.k8s import memory
 
     memory.limit_arenas()  # before any thread starts (see quantgate.k8s.memory)
+    # The event loop thread (watch streams, kopf's queues) competes for the GIL with up to
+    # `workers` reconcile threads; a shorter switch interval lets it in sooner under a burst.
+    sys.setswitchinterval(0.001)
     settings = settings_from(args)
     # the timer interval is read when the handlers module is imported
     os.environ["QUANTGATE_POLL_INTERVAL_S"] = str(settings.poll_interval_s)

@@ -6,10 +6,13 @@ Pure functions take the objects read from the API; `preflight` is the only netwo
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from quantgate.api.v1alpha1 import ModelSource, SecretKeyRef
 
@@ -98,3 +101,31 @@ def preflight(url: str, model: str | None, api_key: str | None, timeout: float) 
             return f"{url} does not serve model {model} (serves {', '.join(map(str, served))})"
         return None
     return last
+
+
+@dataclass
+class PreflightCache:
+    """Recent successful preflights, so that 200 evaluations created against one endpoint pair
+    cost two preflights, not 400. Only successes are kept (a failing endpoint is asked again
+    on every poll); concurrent callers for one endpoint wait for a single request
+    (single-flight). The key includes a hash of the API key, never the key itself."""
+
+    ttl_s: float = 10.0
+    check: object = None  # preflight(url, model, api_key, timeout) -> str | None; None: `preflight`
+    _ok_until: dict = field(default_factory=dict)
+    _locks: dict = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, url: str, model: str | None, api_key: str | None, timeout: float) -> str | None:
+        key = (url, model, hashlib.sha256(api_key.encode()).hexdigest() if api_key else None)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if self._ok_until.get(key, 0.0) > time.monotonic():
+                return None
+            problem = (self.check or preflight)(url, model, api_key, timeout)
+            if problem is None and self.ttl_s > 0:
+                self._ok_until[key] = time.monotonic() + self.ttl_s
+            else:
+                self._ok_until.pop(key, None)
+            return problem

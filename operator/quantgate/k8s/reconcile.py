@@ -96,6 +96,7 @@ class Reconciler:
         self._locks_guard = threading.Lock()
         self._capacity = threading.Lock()  # count-then-create of Jobs is one critical section
         self.active = ActiveJobs()
+        self.preflight = endpoints.PreflightCache(settings.preflight_cache_s)
 
     # ---- entry point -------------------------------------------------------------------
     def _lock(self, key) -> threading.Lock:
@@ -106,9 +107,12 @@ class Reconciler:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
 
-    def reconcile(self, namespace: str, name: str, body: dict | None = None) -> None:
+    def reconcile(self, namespace: str, name: str, body: dict | None = None, job: dict | None = None,
+                  isvc_cache=None) -> None:
         """`body`: the object as the triggering event delivered it (saves a GET); a stale one
-        only costs a Conflict and a re-read."""
+        only costs a Conflict and a re-read. `job`: the finished runner Job as its event
+        delivered it (saves a GET). `isvc_cache(namespace, name)`: InferenceServices from the
+        operator's watch, or None."""
         with self._lock((namespace, name)):
             for _ in range(5):
                 if body is None or not body.get("status"):
@@ -118,10 +122,10 @@ class Reconciler:
                 if body is None or body["metadata"].get("deletionTimestamp"):
                     return
                 try:
-                    self._step(body)
+                    self._step(body, job, isvc_cache)
                     return
                 except Conflict:
-                    body = None  # someone (an edit, an earlier patch) moved it: re-read
+                    body = job = None  # someone (an edit, an earlier patch) moved it: re-read
 
     # ---- the state machine -------------------------------------------------------------
     def _patch(self, body: dict, patch: dict) -> dict:
@@ -131,7 +135,7 @@ class Reconciler:
             self.metrics.observe(m["namespace"], m["name"], new.get("status"))
         return new
 
-    def _step(self, body: dict) -> None:
+    def _step(self, body: dict, job: dict | None = None, isvc_cache=None) -> None:
         meta = body["metadata"]
         ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
         status = body.get("status") or {}
@@ -160,7 +164,8 @@ class Reconciler:
                 status = body.get("status") or {}
 
         job_name = names.job_name(name, gen)
-        job = None if fresh else self.cluster.get_job(ns, job_name)
+        if job is None or job["metadata"]["name"] != job_name:
+            job = None if fresh else self.cluster.get_job(ns, job_name)
         if job is not None:
             self._follow_job(body, spec, job)
             return
@@ -168,7 +173,7 @@ class Reconciler:
             self._fail(body, "JobMissing", f"runner Job {job_name} disappeared before it finished")
             return
 
-        plan = self._plan(body, spec)
+        plan = self._plan(body, spec, isvc_cache)
         if isinstance(plan, Wait):
             self._wait(body, plan, start)
             return
@@ -190,12 +195,13 @@ class Reconciler:
         if start is not None or current != (wait.phase.value, wait.reason, wait.message):
             self._patch(body, {**(start or {}), **st.progress(wait.phase, wait.reason, wait.message, gen, status)})
 
-    def _plan(self, body: dict, spec: ModelEvaluationSpec) -> Wait | Ready:
+    def _plan(self, body: dict, spec: ModelEvaluationSpec, isvc_cache=None) -> Wait | Ready:
         ns = body["metadata"]["namespace"]
         waiting = Phase.WAITING_FOR_ENDPOINTS
 
         def get_isvc(n):
-            return self.cluster.get_isvc(ns, n)
+            cached = isvc_cache(ns, n) if isvc_cache is not None else None
+            return cached if cached is not None else self.cluster.get_isvc(ns, n)
 
         candidate = endpoints.resolve(spec.candidate, get_isvc)
         if isinstance(candidate, endpoints.NotReady):
@@ -230,7 +236,7 @@ class Reconciler:
                     return Wait(waiting, "SecretNotFound",
                                 f"{role}: Secret {model.secret.name} (key {model.secret.key}) not found")
             if model.url is not None:
-                problem = endpoints.preflight(model.url, model.model, api_key, self.settings.preflight_timeout_s)
+                problem = self.preflight(model.url, model.model, api_key, self.settings.preflight_timeout_s)
                 if problem:
                     return Wait(waiting, "EndpointNotAnswering", f"{role}: {problem}")
         return Ready(baseline, candidate, key, reused)
