@@ -105,3 +105,35 @@ def test_operator_flags_reject_bad_values(flag, capsys):
 
     assert main(["operator", flag, "-1"]) == 2
     assert flag in capsys.readouterr().err
+
+
+def test_a_finished_job_reconciles_from_the_last_running_body_seen(monkeypatch):
+    calls = []
+    monkeypatch.setattr(handlers, "_run", lambda ns, name, *a, **k: calls.append((name, k)))
+    monkeypatch.setattr(handlers, "_running", {})
+    monkeypatch.setattr(handlers.metrics, "observe", lambda *a: None)
+    monkeypatch.setitem(handlers._state, "executor", None)
+
+    class Rec:
+        class active:
+            @staticmethod
+            def finished(ns, name):
+                pass
+
+    monkeypatch.setitem(handlers._state, "reconciler", Rec)
+    running = {"metadata": {"name": "a", "namespace": "ns", "generation": 2, "resourceVersion": "7"},
+               "spec": {}, "status": {"phase": "Running", "observedGeneration": 2}}
+    job = {"metadata": {"name": "a-g2-x"}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+
+    async def events():
+        await handlers.evaluation_event(type="MODIFIED", body=running, namespace="ns", name="a",
+                                        quantgate_jobs={}, inference_services={})
+        await handlers.job_event(type="MODIFIED", body=job, namespace="ns", labels={"quantgate.io/evaluation": "a"},
+                                 quantgate_jobs={})
+        settled = {**running, "status": {"phase": "Succeeded", "observedGeneration": 2, "verdict": "Ship"}}
+        await handlers.evaluation_event(type="MODIFIED", body=settled, namespace="ns", name="a",
+                                        quantgate_jobs={}, inference_services={})
+
+    asyncio.run(events())
+    assert calls == [("a", {"body": running, "job": job})]  # no reconcile for the Running echo itself
+    assert handlers._running == {}  # a settled evaluation is not kept

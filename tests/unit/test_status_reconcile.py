@@ -294,3 +294,66 @@ def test_a_finished_job_from_its_event_is_not_read_again(world):
     cluster.get_job = lambda ns, name: pytest.fail(f"GET of Job {name} although its event delivered it")
     rec.reconcile(NS, "a", job=finished)
     assert cluster.evals["a"]["status"]["verdict"] == "Ship"
+
+
+def test_queue_is_first_come_first_served(world, monkeypatch):
+    cluster, rec = world  # two runner slots
+    clock = itertools.count()
+    monkeypatch.setattr(rc.st, "now", lambda: f"2026-01-01T00:00:{next(clock):02d}Z")
+    for name, isvc in (("a", "int4"), ("b", "int8"), ("c", "int4"), ("d", "int8")):
+        cluster.add_eval(name, {**SPEC, "candidate": {"inferenceServiceRef": {"name": isvc}}})
+    monkeypatch.setattr(rec.settings, "baseline_cache", False)
+    for name in "abcd":
+        rec.reconcile(NS, name)
+    assert [cluster.evals[n]["status"]["reason"] for n in "cd"] == ["Queued", "Queued"]
+    cluster.finish_job(names.job_name("a", 1))
+    rec.active.finished(NS, names.job_name("a", 1))
+    rec.reconcile(NS, "d")  # polled first, but c has waited longer
+    assert cluster.evals["d"]["status"]["reason"] == "Queued"
+    rec.reconcile(NS, "c")
+    assert cluster.evals["c"]["status"]["phase"] == "Running"
+    cluster.finish_job(names.job_name("b", 1))
+    rec.active.finished(NS, names.job_name("b", 1))
+    rec.reconcile(NS, "d")
+    assert cluster.evals["d"]["status"]["phase"] == "Running"
+
+
+def test_a_queued_evaluation_nobody_refreshes_stops_holding_the_line(world, monkeypatch):
+    cluster, rec = world
+    clock = itertools.count()
+    monkeypatch.setattr(rc.st, "now", lambda: f"2026-01-01T00:00:{next(clock):02d}Z")
+    monkeypatch.setattr(rec.settings, "baseline_cache", False)
+    for name in "abcd":
+        cluster.add_eval(name, SPEC)
+        rec.reconcile(NS, name)
+    cluster.evals.pop("c")  # deleted while the operator missed the event: c never comes back
+    cluster.finish_job(names.job_name("a", 1))
+    rec.active.finished(NS, names.job_name("a", 1))
+    rec.reconcile(NS, "d")
+    assert cluster.evals["d"]["status"]["reason"] == "Queued"
+    order, _seen = rec.queue.entries[(NS, "c")]
+    rec.queue.entries[(NS, "c")] = (order, -1e9)  # not refreshed for longer than stale_s
+    rec.reconcile(NS, "d")
+    assert cluster.evals["d"]["status"]["phase"] == "Running"
+
+
+def test_rerun_evaluates_again_without_the_baseline_cached_before(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    cluster.finish_job(names.job_name("a", 1))
+    rec.reconcile(NS, "a")
+    assert cluster.evals["a"]["status"]["verdict"] == "Ship"
+    cluster.edit("a", {**SPEC, "rerun": "2026-11-28"})
+    rec.reconcile(NS, "a")
+    status = cluster.evals["a"]["status"]
+    assert status["observedGeneration"] == 2 and "verdict" not in status and status["phase"] == "Running"
+    job = cluster.jobs[names.job_name("a", 2)]
+    assert [c["name"] for c in job["spec"]["template"]["spec"]["containers"]] == ["baseline", "candidate"]
+    assert status["resultsRef"]["baselineReused"] is False
+    # a second candidate with the same rerun value shares that new baseline run
+    cluster.finish_job(names.job_name("a", 2))
+    cluster.add_eval("b", {**SPEC, "rerun": "2026-11-28", "candidate": {"inferenceServiceRef": {"name": "int8"}}})
+    rec.active.finished(NS, names.job_name("a", 2))
+    rec.reconcile(NS, "b")
+    assert cluster.evals["b"]["status"]["resultsRef"]["baselineReused"] is True

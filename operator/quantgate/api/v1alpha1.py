@@ -274,6 +274,12 @@ class ModelEvaluationSpec(CamelModel):
         default_factory=RunnerSpec, description="Runner Job settings.",
         json_schema_extra={"default": RunnerSpec().dump()},
     )
+    rerun: str | None = Field(
+        None, max_length=63,
+        description="Any value; changing it evaluates again (a new generation) with nothing else changed, "
+        "e.g. after the serving stack changed under the same InferenceService. Baseline results cached "
+        "under another value are not reused.",
+    )
 
     @model_validator(mode="after")
     def _suite_or_tasks(self) -> "ModelEvaluationSpec":

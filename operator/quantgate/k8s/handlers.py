@@ -161,9 +161,7 @@ def _unsettled(body, **_) -> bool:
 def _waiting(body, **_) -> bool:
     """Waiting on something outside our watches (endpoints, a queue slot, a new generation);
     a Running evaluation advances on its Job's events instead."""
-    status = body.get("status") or {}
-    return _unsettled(body) and not (
-        status.get("phase") == "Running" and status.get("observedGeneration") == body["metadata"].get("generation"))
+    return _unsettled(body) and not _is_running(body)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -172,6 +170,7 @@ async def evaluation_event(type, body, namespace, name, quantgate_jobs: kopf.Ind
     key = (namespace, name)
     if type == "DELETED":
         _waiting_set.pop(key, None)
+        _running.pop(key, None)
         metrics.forget(namespace, name)
         _reconciler().forget(namespace, name)
         return
@@ -187,8 +186,19 @@ async def evaluation_event(type, body, namespace, name, quantgate_jobs: kopf.Ind
                 _waiting_set[key] = time.monotonic()
     else:
         _waiting_set.pop(key, None)
+    if _is_running(body):  # its Job's completion reconciles from this copy instead of a GET
+        _running[key] = _copy(body)
+    else:
+        _running.pop(key, None)
 
 
+def _is_running(body) -> bool:
+    status = body.get("status") or {}
+    return status.get("phase") == "Running" and status.get("observedGeneration") == body["metadata"].get("generation")
+
+
+# The latest body of each Running evaluation (a stale one costs a Conflict and a GET).
+_running: dict[tuple[str, str], dict] = {}
 # Evaluations waiting on endpoints, a queue slot or a baseline, in arrival order, with when
 # each was last reconciled (time.monotonic()); and those an event handler is reconciling now.
 _waiting_set: dict[tuple[str, str], float] = {}
@@ -238,4 +248,5 @@ async def job_event(type, body, namespace, labels, quantgate_jobs: kopf.Index, *
         return
     _reconciler().active.finished(namespace, body["metadata"]["name"])
     if evaluation:  # finished (its body saves a GET), or gone (a Running evaluation then fails: JobMissing)
-        await _in_thread(_run, namespace, evaluation, quantgate_jobs, job=body if outcome else None)
+        await _in_thread(_run, namespace, evaluation, quantgate_jobs, body=_running.get((namespace, evaluation)),
+                         job=body if outcome else None)

@@ -73,6 +73,29 @@ class ActiveJobs:
         self.created.pop((namespace, name), None)
 
 
+@dataclass
+class RunnerQueue:
+    """Evaluations waiting for a runner slot, served first come, first served: by when their
+    generation started waiting (status.startedAt), then creation, then name. Kept in memory
+    and refreshed by every reconcile of a queued evaluation (the poller visits each one every
+    poll interval), so an entry nobody refreshes for `stale_s` (a missed deletion) stops
+    holding the line. After a restart the order holds again once each queued evaluation has
+    been reconciled once."""
+
+    stale_s: float = 60.0
+    entries: dict[tuple[str, str], tuple[tuple, float]] = field(default_factory=dict)
+
+    def ahead_of(self, key: tuple[str, str], order: tuple) -> int:
+        """Register `key` (or refresh it) and count live entries before it."""
+        now = time.monotonic()
+        self.entries[key] = (order, now)
+        return sum(1 for k, (o, seen) in self.entries.items()
+                   if k != key and o < order and now - seen <= self.stale_s)
+
+    def leave(self, namespace: str, name: str) -> None:
+        self.entries.pop((namespace, name), None)
+
+
 def _model_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ()))
@@ -96,6 +119,7 @@ class Reconciler:
         self._locks_guard = threading.Lock()
         self._capacity = threading.Lock()  # count-then-create of Jobs is one critical section
         self.active = ActiveJobs()
+        self.queue = RunnerQueue(stale_s=max(60.0, 5 * settings.poll_interval_s))
         self.preflight = endpoints.PreflightCache(settings.preflight_cache_s)
 
     # ---- entry point -------------------------------------------------------------------
@@ -106,6 +130,8 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
+        with self._capacity:
+            self.queue.leave(namespace, name)
 
     def reconcile(self, namespace: str, name: str, body: dict | None = None, job: dict | None = None,
                   isvc_cache=None) -> None:
@@ -174,7 +200,9 @@ class Reconciler:
             return
 
         plan = self._plan(body, spec, isvc_cache)
-        if isinstance(plan, Wait):
+        if isinstance(plan, Wait):  # not ready for a slot: it must not hold the queue's line
+            with self._capacity:
+                self.queue.leave(ns, name)
             self._wait(body, plan, start)
             return
         self._start_job(body, spec, plan, job_name, start)
@@ -251,19 +279,23 @@ class Reconciler:
         if plan.reused:
             job["metadata"]["annotations"] = {ANN_BASELINE_RESULTS: plan.reused}
         wait = None
+        order = ((start or status).get("startedAt") or "", meta.get("creationTimestamp") or "", ns, name)
         with self._capacity:  # count-then-reserve is one critical section; API calls stay outside
             active = self.active.all()
+            free = self.settings.max_concurrent - len(active)
             other = None
             if plan.baseline is not None and plan.key:
                 other = next((j for j in active if j.get("baselineKey") == plan.key and j.get("runsBaseline")
                               and j.get("evaluation") != name and j["namespace"] == ns), None)
-            if other is not None:
+            if other is not None:  # waits for results, not a slot: out of the slot queue
+                self.queue.leave(ns, name)
                 wait = Wait(Phase.PENDING, "BaselineInProgress",
                             f"the same baseline is being evaluated by Job {other['name']}; its results will be reused")
-            elif len(active) >= self.settings.max_concurrent:
+            elif self.queue.ahead_of((ns, name), order) >= free:  # no slot left for it (FIFO)
                 wait = Wait(Phase.PENDING, "Queued",
                             f"waiting for a free runner slot ({self.settings.max_concurrent} Jobs at most)")
             else:
+                self.queue.leave(ns, name)
                 self.active.created[(ns, job_name)] = {
                     "namespace": ns, "name": job_name, "evaluation": name, "baselineKey": plan.key,
                     "runsBaseline": plan.baseline is not None, "at": time.monotonic(),
@@ -292,6 +324,8 @@ class Reconciler:
                                                           jobName=job_name, resultsRef=refs)})
 
     def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
+        with self._capacity:  # it has its Job (e.g. found after a restart): out of the queue
+            self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
         status = body.get("status") or {}
         gen = body["metadata"].get("generation", 1)
         job_name = job["metadata"]["name"]
@@ -346,6 +380,8 @@ class Reconciler:
     def _fail(self, body: dict, reason: str, message: str, started: bool = True) -> None:
         status = body.get("status") or {}
         gen = body["metadata"].get("generation", 1)
+        with self._capacity:
+            self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
         if st.is_settled(status, gen):
             return
         seconds = self._waited(status) if started and status.get("observedGeneration") == gen else None
