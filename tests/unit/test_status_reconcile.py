@@ -127,6 +127,14 @@ def world(monkeypatch):
     return cluster, rec
 
 
+def evaluate_to_ship(cluster, rec, name):
+    cluster.add_eval(name, SPEC)
+    rec.reconcile(NS, name)
+    cluster.finish_job(names.job_name(name, 1))
+    rec.reconcile(NS, name)
+    assert cluster.evals[name]["status"]["verdict"] == "Ship"
+
+
 def test_new_evaluation_gets_one_job_in_one_status_write(world):
     cluster, rec = world
     cluster.add_eval("a", SPEC)
@@ -174,11 +182,7 @@ def test_missing_results_fail_closed(world):
 
 def test_spec_edit_supersedes_job_and_clears_verdict(world):
     cluster, rec = world
-    cluster.add_eval("a", SPEC)
-    rec.reconcile(NS, "a")
-    cluster.finish_job(names.job_name("a", 1))
-    rec.reconcile(NS, "a")
-    assert cluster.evals["a"]["status"]["verdict"] == "Ship"
+    evaluate_to_ship(cluster, rec, "a")
     cluster.edit("a", {**SPEC, "limit": 6})
     rec.reconcile(NS, "a")
     st = cluster.evals["a"]["status"]
@@ -339,11 +343,7 @@ def test_a_queued_evaluation_nobody_refreshes_stops_holding_the_line(world, monk
 
 def test_rerun_evaluates_again_without_the_baseline_cached_before(world):
     cluster, rec = world
-    cluster.add_eval("a", SPEC)
-    rec.reconcile(NS, "a")
-    cluster.finish_job(names.job_name("a", 1))
-    rec.reconcile(NS, "a")
-    assert cluster.evals["a"]["status"]["verdict"] == "Ship"
+    evaluate_to_ship(cluster, rec, "a")
     cluster.edit("a", {**SPEC, "rerun": "2026-11-28"})
     rec.reconcile(NS, "a")
     status = cluster.evals["a"]["status"]

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
                    help="how often waiting evaluations re-check (default 2)")
     p.add_argument("--preflight-cache", type=float, dest="preflight_cache_s", metavar="SECONDS",
                    help="trust a successful endpoint preflight this long (default 10; 0: ask every time)")
-    p.add_argument("--workers", type=int, help="reconcile threads (default 128)")
+    p.add_argument("--workers", type=int, help="reconcile threads (default 256)")
     p.add_argument("--runner-image", help="image of runner Jobs (default: the operator's release image)")
     p.add_argument("--runner-service-account", help="ServiceAccount of runner Jobs (default quantgate-runner)")
     p.add_argument("--runner-command", help="runner entrypoint, space-separated (default: quantgate)")

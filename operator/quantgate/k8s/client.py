@@ -9,7 +9,7 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=1)
-def api_client(pool: int = 128):
+def api_client(pool: int = 256):
     from kubernetes import client, config
 
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):

@@ -19,7 +19,7 @@ class Settings:
     max_concurrent: int = 10  # runner Jobs across all evaluations
     endpoint_timeout_s: float = 600.0  # WaitingForEndpoints → Failed after this
     poll_interval_s: float = 2.0  # how often waiting evaluations re-check
-    workers: int = 128  # reconcile threads (each holds at most one pooled API connection)
+    workers: int = 256  # reconcile threads, mostly waiting on the API server (each: one pooled connection)
     preflight_timeout_s: float = 3.0
     preflight_cache_s: float = 10.0  # a successful endpoint preflight is trusted this long
     metrics_port: int = 8080
