@@ -58,6 +58,8 @@ class PodWorker(threading.Thread):
         self.delete_requested = False  # a deletionTimestamp was seen
         self.force_deleted = False
         self._cache: dict[tuple[str, str], dict | None] = {}
+        # regular containers not yet started once: their first starts share one status write
+        self._unstarted = {c["name"] for c in self.main_specs}
 
     # -- API helpers -------------------------------------------------------------------------
 
@@ -217,11 +219,14 @@ class PodWorker(threading.Thread):
                     self.pids[spec["name"]] = child.pid
             if child is None:
                 self._terminate_state(state, 127, "StartError", error)
+                if self._report_start(spec["name"], must_succeed) and not must_succeed:
+                    self.patch_status()  # the others' first starts waited for this one
                 if self.restart_policy == "Never":
                     return
             else:
                 state.state, state.started_at, state.reason, state.message = "running", now(), "", ""
-                self.patch_status()
+                if self._report_start(spec["name"], must_succeed):
+                    self.patch_status()
                 code = exit_code(child.wait())
                 written = term_file.read_text(errors="replace") if term_file.exists() else ""
                 tail = ""
@@ -239,6 +244,17 @@ class PodWorker(threading.Thread):
             self.patch_status()
             self.stopping.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _report_start(self, name: str, init: bool) -> bool:
+        """Whether this start is worth a status write of its own: an init container's or a
+        restart's is; the first starts of the regular containers, which begin together, are
+        reported once, by the last of them (fewer pod status writes, each a full managedFields
+        update on the API server)."""
+        with self.lock:
+            if init or name not in self._unstarted:
+                return True
+            self._unstarted.discard(name)
+            return not self._unstarted
 
     def _terminate_state(self, state: ContainerState, code: int, reason: str, message: str) -> None:
         state.state, state.exit_code, state.reason, state.message = "terminated", code, reason, message
@@ -275,7 +291,8 @@ class PodWorker(threading.Thread):
             except ConfigError as exc:
                 for state in self.init + self.main:
                     state.reason, state.message = "CreateContainerConfigError", str(exc)
-                self.patch_status("Pending")
+                if backoff > 0.2:  # not on the first try: mostly the Node authorizer's lag (403)
+                    self.patch_status("Pending")
                 self._cache.clear()
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
