@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from quantgate.errors import InputError
@@ -73,8 +72,6 @@ def run(args) -> int:
     # `workers` reconcile threads; a shorter switch interval lets it in sooner under a burst.
     sys.setswitchinterval(0.001)
     settings = settings_from(args)
-    # the timer interval is read when the handlers module is imported
-    os.environ["QUANTGATE_POLL_INTERVAL_S"] = str(settings.poll_interval_s)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one "Handler succeeded" per event is noise
 
