@@ -25,8 +25,8 @@ def api_client(pool: int = 256):
 
 
 # The client calls its credential refresh hook before every request; for a kubeconfig token
-# that re-applies the whole kubeconfig each time (about a tenth of the operator's CPU under
-# load). Credentials that expire are renewed minutes before expiry (the loader's own 5-minute
+# that re-applies the whole kubeconfig each time (about a tenth of the operator's CPU under a
+# profiler in the operator bench). Credentials that expire are renewed minutes before expiry (the loader's own 5-minute
 # margin; in-cluster tokens are re-read every minute), so once a minute is enough.
 REFRESH_S = 60.0
 

@@ -84,16 +84,29 @@ class RunnerQueue:
 
     stale_s: float = 60.0
     entries: dict[tuple[str, str], tuple[tuple, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def ahead_of(self, key: tuple[str, str], order: tuple) -> int:
         """Register `key` (or refresh it) and count live entries before it."""
         now = time.monotonic()
-        self.entries[key] = (order, now)
-        return sum(1 for k, (o, seen) in self.entries.items()
-                   if k != key and o < order and now - seen <= self.stale_s)
+        with self._lock:
+            self.entries[key] = (order, now)
+            return sum(1 for k, (o, seen) in self.entries.items()
+                       if k != key and o < order and now - seen <= self.stale_s)
 
     def leave(self, namespace: str, name: str) -> None:
-        self.entries.pop((namespace, name), None)
+        with self._lock:
+            self.entries.pop((namespace, name), None)
+
+
+def results_refs(job_name: str, reused: str | None) -> dict:
+    """status.resultsRef of a runner Job: its own ConfigMaps, or a reused baseline's."""
+    return {"baseline": reused or names.results_name(job_name, "baseline"),
+            "candidate": names.results_name(job_name, "candidate"), "baselineReused": bool(reused)}
+
+
+def reused_baseline(job: dict) -> str | None:
+    return (job["metadata"].get("annotations") or {}).get(ANN_BASELINE_RESULTS)
 
 
 def _model_error(exc: ValidationError) -> str:
@@ -130,8 +143,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
-        with self._capacity:
-            self.queue.leave(namespace, name)
+        self.queue.leave(namespace, name)
 
     def reconcile(self, namespace: str, name: str, body: dict | None = None, job: dict | None = None,
                   isvc_cache=None) -> None:
@@ -201,8 +213,7 @@ class Reconciler:
 
         plan = self._plan(body, spec, isvc_cache)
         if isinstance(plan, Wait):  # not ready for a slot: it must not hold the queue's line
-            with self._capacity:
-                self.queue.leave(ns, name)
+            self.queue.leave(ns, name)
             self._wait(body, plan, start)
             return
         self._start_job(body, spec, plan, job_name, start)
@@ -316,16 +327,15 @@ class Reconciler:
             if existing is not None:
                 self._follow_job(body, spec, existing)
             return
-        refs = {"baseline": plan.reused or names.results_name(job_name, "baseline"),
-                "candidate": names.results_name(job_name, "candidate"), "baselineReused": bool(plan.reused)}
+        refs = results_refs(job_name, plan.reused)
         msg = f"runner Job {job_name} evaluating " + ("the candidate (baseline reused)" if plan.reused
                                                       else "baseline and candidate")
         self._patch(body, {**(start or {}), **st.progress(Phase.RUNNING, "JobCreated", msg, gen, status,
                                                           jobName=job_name, resultsRef=refs)})
 
     def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
-        with self._capacity:  # it has its Job (e.g. found after a restart): out of the queue
-            self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
+        # it has its Job (e.g. found after a restart): out of the queue
+        self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
         status = body.get("status") or {}
         gen = body["metadata"].get("generation", 1)
         job_name = job["metadata"]["name"]
@@ -335,9 +345,7 @@ class Reconciler:
         elif outcome == "Complete":
             self._finish(body, spec, job)
         elif status.get("phase") != Phase.RUNNING.value or status.get("jobName") != job_name:
-            reused = (job["metadata"].get("annotations") or {}).get(ANN_BASELINE_RESULTS)
-            refs = {"baseline": reused or names.results_name(job_name, "baseline"),
-                    "candidate": names.results_name(job_name, "candidate"), "baselineReused": bool(reused)}
+            refs = results_refs(job_name, reused_baseline(job))
             self._patch(body, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
                                           status, jobName=job_name, resultsRef=refs))
 
@@ -347,9 +355,7 @@ class Reconciler:
         meta = body["metadata"]
         ns, gen = meta["namespace"], meta.get("generation", 1)
         job_name = job["metadata"]["name"]
-        reused = (job["metadata"].get("annotations") or {}).get(ANN_BASELINE_RESULTS)
-        refs = {"baseline": reused or names.results_name(job_name, "baseline"),
-                "candidate": names.results_name(job_name, "candidate"), "baselineReused": bool(reused)}
+        refs = results_refs(job_name, reused_baseline(job))
         try:
             baseline = self.cluster.read_results(ns, refs["baseline"])
             candidate = self.cluster.read_results(ns, refs["candidate"])
@@ -380,8 +386,7 @@ class Reconciler:
     def _fail(self, body: dict, reason: str, message: str, started: bool = True) -> None:
         status = body.get("status") or {}
         gen = body["metadata"].get("generation", 1)
-        with self._capacity:
-            self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
+        self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
         if st.is_settled(status, gen):
             return
         seconds = self._waited(status) if started and status.get("observedGeneration") == gen else None

@@ -219,7 +219,7 @@ class PodWorker(threading.Thread):
                     self.pids[spec["name"]] = child.pid
             if child is None:
                 self._terminate_state(state, 127, "StartError", error)
-                if self._report_start(spec["name"], must_succeed) and not must_succeed:
+                if not must_succeed and self._report_start(spec["name"], init=False):
                     self.patch_status()  # the others' first starts waited for this one
                 if self.restart_policy == "Never":
                     return
