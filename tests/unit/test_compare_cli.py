@@ -14,6 +14,9 @@ EX = ROOT / "examples"
 FIXTURES = ROOT / "tests" / "fixtures" / "lmeval" / "runs"
 DESIGN_KEYS = {"verdict", "promotable", "profile", "aggregate", "dropMode", "averageDrop", "decisive", "reasons", "tasks"}
 TASK_KEYS = {"task", "metric", "baseline", "candidate", "drop", "limit", "passed", "n", "ci95", "flips"}
+# issue 15 adds these beside the DESIGN keys: the minimum detectable drop, and (when the task
+# leaves the verdict undecided) the documents that would decide it
+SIGNIFICANCE_KEYS = {"minDetectableDrop", "documentsNeeded"}
 
 
 def compare(capsys, *extra, baseline=EX / "fp16", candidate=EX / "int4-g128"):
@@ -27,7 +30,7 @@ def test_table_is_promotable_with_exit_0(capsys):
     assert rc == 0 and err == ""
     lines = out.splitlines()
     assert lines[0].split() == ["task", "metric", "baseline", "candidate", "drop", "%", "limit", "%", "95%", "CI",
-                                "flips", "c>i/i>c", "n", "pass"]
+                                "flips", "c>i/i>c", "McNemar", "MDD", "%", "n", "pass"]
     gsm = next(line for line in lines if line.startswith("gsm8k"))
     assert gsm.split()[:5] == ["gsm8k", "exact_match,strict-match", "0.5400", "0.5100", "5.56"]
     assert "verdict: Monitor (promotable)" in out
@@ -41,8 +44,9 @@ def test_json_has_exactly_the_design_keys_and_exit_1_when_blocked(capsys):
     assert set(data) == DESIGN_KEYS
     assert data["verdict"] == "Block" and data["promotable"] is False and data["dropMode"] == "relative"
     gsm = data["tasks"][0]
-    assert set(gsm) == TASK_KEYS and gsm["limit"] == 2.0 and gsm["passed"] is False
-    assert set(gsm["flips"]) == {"correctToIncorrect", "incorrectToCorrect", "rate"}
+    assert set(gsm) == TASK_KEYS | SIGNIFICANCE_KEYS and gsm["limit"] == 2.0 and gsm["passed"] is False
+    assert set(gsm["flips"]) == {"correctToIncorrect", "incorrectToCorrect", "rate", "mcnemarP"}
+    assert gsm["flips"]["mcnemarP"] == 0.0312  # 6 correct→incorrect, 0 back: 2 * 0.5**6
     assert data["reasons"][0] == "gsm8k: drop 5.56% >= 2% limit of profile math-tutoring"
 
 

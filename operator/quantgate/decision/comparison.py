@@ -15,6 +15,13 @@ from quantgate.decision.rule import (
     task_drop,
     unit,
 )
+from quantgate.decision.significance import (
+    ALPHA,
+    POWER,
+    documents_needed,
+    min_detectable_drop,
+    nearest_change,
+)
 from quantgate.decision.tasks import TINY, canonical, primary_metric
 from quantgate.errors import InputError
 from quantgate.lmeval.results import RunResults
@@ -30,6 +37,7 @@ class _Row:
     n: int | None
     ci: tuple[float, float] | None
     flips: Flips | None
+    sd_doc: float | None = None  # spread of one document's paired score difference
 
 
 def _names(tasks) -> str:
@@ -129,7 +137,8 @@ def _row(task: str, b: RunResults, c: RunResults, policy: Policy, allow_mismatch
         se = unpaired_se(b.tasks[task].stderrs.get(metric), c.tasks[task].stderrs.get(metric))
     ci = interval(drop, se, bv, policy.drop_mode) if se is not None else None
     n = paired.n if paired is not None else b.tasks[task].n
-    return _Row(task, metric, bv, cv, drop, n, ci, paired.flips if paired else None)
+    sd = se * n ** 0.5 if se is not None and n else None
+    return _Row(task, metric, bv, cv, drop, n, ci, paired.flips if paired else None, sd)
 
 
 def rule_for(policy: Policy, tasks: list[str]) -> Rule:
@@ -139,29 +148,73 @@ def rule_for(policy: Policy, tasks: list[str]) -> Rule:
                 average_limit=Limit(avg, f"limit of profile {policy.profile}") if avg is not None else None)
 
 
-def _indecision(rows: list[_Row], rule: Rule, verdict: Verdict) -> list[str]:
+def _indecision(rows: list[_Row], rule: Rule, verdict: Verdict) -> tuple[list[str], dict[str, int | None]]:
     """Move each task's drop to either end of its interval, the others fixed at their point
     values (the average follows, recomputed from the moved drop); any verdict change makes
-    the comparison not decisive. The rule is monotone in each drop, so the ends suffice."""
+    the comparison not decisive. The rule is monotone in each drop, so the ends suffice.
+    Also returns, per undecided task, the documents that would decide it: where the interval
+    would stop short of the nearest drop that changes the verdict, at the same spread."""
     tasks = [r.task for r in rows]
     drops = [r.drop for r in rows]
     bases = [r.baseline for r in rows]
     u = unit(rule.drop_mode)
-    reasons = []
+    reasons: list[str] = []
+    needed: dict[str, int | None] = {}
     for i, r in enumerate(rows):
         if r.ci is None:
             continue
-        changes = []
-        for end in r.ci:
+
+        def verdict_at(x: float, i: int = i) -> Verdict:
             moved = drops.copy()
-            moved[i] = end
-            other = decide(tasks, moved, bases, rule).verdict
+            moved[i] = x
+            return decide(tasks, moved, bases, rule).verdict
+
+        changes, distances = [], []
+        for end in r.ci:
+            other = verdict_at(end)
             if other != verdict:
                 changes.append(f"{other.value} at {end:.2f}{u}")
+                distances.append(abs(nearest_change(verdict_at, r.drop, end) - r.drop))
         if changes:
-            reasons.append(f"not decisive: {r.task} drop {r.drop:.2f}{u} has 95% CI [{r.ci[0]:.2f}, {r.ci[1]:.2f}], "
-                           f"within which the verdict could be {' or '.join(changes)}")
-    return reasons
+            text = (f"not decisive: {r.task} drop {r.drop:.2f}{u} has 95% CI [{r.ci[0]:.2f}, {r.ci[1]:.2f}], "
+                    f"within which the verdict could be {' or '.join(changes)}")
+            docs = documents_needed(r.sd_doc, min(distances), r.baseline, rule.drop_mode) if r.sd_doc else None
+            needed[r.task] = docs
+            if docs is not None:
+                basis = "the observed disagreement rate" if r.flips else "the same standard error per document"
+                text += f"; about {docs} documents (this run: {r.n}) would decide it at {basis}"
+            elif r.sd_doc:
+                text += "; the drop sits on the boundary, so no number of documents decides it"
+            reasons.append(text)
+    return reasons, needed
+
+
+def _significance(rows: list[_Row], drop_mode: str) -> list[str]:
+    """One line on the exact McNemar tests, one on the minimum detectable drops."""
+    u = unit(drop_mode)
+    out = []
+    tested = [r for r in rows if r.flips is not None and r.flips.mcnemar_p is not None]
+    if tested:
+        parts = []
+        for r in tested:
+            f = r.flips
+            side = ("worse" if f.correct_to_incorrect > f.incorrect_to_correct else "better")
+            mark = f", significantly {side}" if f.mcnemar_p < ALPHA else ""
+            parts.append(f"{r.task} {f.correct_to_incorrect}/{f.incorrect_to_correct} p={f.mcnemar_p:.3g}{mark}")
+        out.append(f"exact McNemar test of the flips (correct→incorrect/incorrect→correct; p < {ALPHA:g} means "
+                   f"a real change, not noise): {', '.join(parts)}")
+    mdd = [(r.task, _mdd(r, drop_mode)) for r in rows]
+    mdd = [(t, m) for t, m in mdd if m is not None]
+    if mdd:
+        out.append(f"minimum detectable drop ({ALPHA:g} two-sided, power {POWER:.0%}) at this run's documents and "
+                   f"spread of paired differences: {', '.join(f'{t} {m:.2f}{u}' for t, m in mdd)}")
+    return out
+
+
+def _mdd(r: _Row, drop_mode: str) -> float | None:
+    if r.sd_doc is None or not r.n:
+        return None
+    return min_detectable_drop(r.sd_doc, r.n, r.baseline, drop_mode)
 
 
 def compare(baseline: RunResults, candidate: RunResults, policy: Policy, *, allow_mismatch: bool = False) -> Comparison:
@@ -186,7 +239,7 @@ def compare(baseline: RunResults, candidate: RunResults, policy: Policy, *, allo
     rule = rule_for(policy, tasks)
     rows = [_row(t, baseline, candidate, policy, allow_mismatch, warnings) for t in tasks]
     outcome = decide(tasks, [r.drop for r in rows], [r.baseline for r in rows], rule)
-    doubts = _indecision(rows, rule, outcome.verdict)
+    doubts, needed = _indecision(rows, rule, outcome.verdict)
     return Comparison(
         verdict=outcome.verdict,
         promotable=outcome.verdict.promotable,
@@ -195,13 +248,15 @@ def compare(baseline: RunResults, candidate: RunResults, policy: Policy, *, allo
         drop_mode=policy.drop_mode,
         average_drop=round(outcome.average_drop, 2),
         decisive=not doubts,
-        reasons=outcome.reasons + doubts + warnings,
+        reasons=outcome.reasons + doubts + _significance(rows, policy.drop_mode) + warnings,
         tasks=[
             TaskComparison(
                 task=r.task, metric=r.metric, baseline=round(r.baseline, 4), candidate=round(r.candidate, 4),
                 drop=round(r.drop, 2), limit=rule.task_limits[r.task].value if r.task in rule.task_limits else None,
                 passed=outcome.passed[r.task], n=r.n,
                 ci95=(round(r.ci[0], 2), round(r.ci[1], 2)) if r.ci else None, flips=r.flips,
+                min_detectable_drop=None if _mdd(r, policy.drop_mode) is None else round(_mdd(r, policy.drop_mode), 2),
+                documents_needed=needed.get(r.task),
             )
             for r in rows
         ],

@@ -80,6 +80,7 @@ class Flips(CamelModel):
     correct_to_incorrect: int
     incorrect_to_correct: int
     rate: float
+    mcnemar_p: float | None = Field(None, description="Exact two-sided McNemar p-value of the flip counts.")
 
 
 class TaskComparison(CamelModel):
@@ -93,6 +94,12 @@ class TaskComparison(CamelModel):
     n: int | None = None
     ci95: tuple[float, float] | None = None
     flips: Flips | None = None
+    min_detectable_drop: float | None = Field(
+        None, description="Smallest true drop this run detects (5% two-sided, 80% power), in the drop's units.")
+    documents_needed: int | None = Field(
+        None, description="Documents that would make this task's undecided interval decisive at the observed "
+                          "disagreement rate; set only when the task leaves the verdict not decisive.")
+    items_total: int | None = Field(None, description="Documents in the full task (progressive runs).")
 
 
 class Comparison(CamelModel):

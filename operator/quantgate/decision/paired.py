@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from quantgate.decision.model import DropMode, Flips
+from quantgate.decision.significance import mcnemar_p
 from quantgate.errors import InputError
 from quantgate.lmeval.results import RunResults
 
@@ -67,7 +68,8 @@ def pair(task: str, metric: str, baseline: RunResults, candidate: RunResults,
     if n > 1:
         var = max(0.0, (total_sq - n * mean * mean) / (n - 1))
         se = math.sqrt(var / n)
-    flips = Flips(correct_to_incorrect=c2i, incorrect_to_correct=i2c, rate=round((c2i + i2c) / n, 4))
+    flips = Flips(correct_to_incorrect=c2i, incorrect_to_correct=i2c, rate=round((c2i + i2c) / n, 4),
+                  mcnemar_p=float(f"{mcnemar_p(c2i, i2c):.3g}"))
     return Paired(n=n, flips=flips, mean_diff=mean, se_diff=se)
 
 

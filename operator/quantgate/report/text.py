@@ -18,7 +18,15 @@ def _flips(t: TaskComparison) -> str:
     if t.flips is None:
         return "-"
     f = t.flips
-    return f"{f.correct_to_incorrect}/{f.incorrect_to_correct} ({f.rate * 100:.1f}%)"
+    p = f" p={f.mcnemar_p:.2g}" if f.mcnemar_p is not None else ""
+    return f"{f.correct_to_incorrect}/{f.incorrect_to_correct} ({f.rate * 100:.1f}%){p}"
+
+
+def _n(t: TaskComparison) -> str:
+    """Documents compared; "used/total" when a progressive run stopped before the full task."""
+    if t.n is None:
+        return "-"
+    return f"{t.n}/{t.items_total}" if t.items_total is not None and t.items_total != t.n else str(t.n)
 
 
 def _ci(t: TaskComparison) -> str:
@@ -28,10 +36,11 @@ def _ci(t: TaskComparison) -> str:
 def comparison_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     u = _unit(c.drop_mode)
     head = ["task", "metric", "baseline", "candidate", f"drop {u}", f"limit {u}", "95% CI",
-            "flips c>i/i>c", "n", "pass"]
+            "flips c>i/i>c McNemar", f"MDD {u}", "n", "pass"]
     rows = [[t.task, t.metric, f"{t.baseline:.4f}", f"{t.candidate:.4f}", f"{t.drop:.2f}",
              f"{t.limit:g}" if t.limit is not None else "-", _ci(t), _flips(t),
-             str(t.n) if t.n is not None else "-", "pass" if t.passed else "FAIL"]
+             f"{t.min_detectable_drop:.2f}" if t.min_detectable_drop is not None else "-",
+             _n(t), "pass" if t.passed else "FAIL"]
             for t in c.tasks]
     return head, rows
 

@@ -98,8 +98,12 @@ def test_not_decisive_names_the_task_and_its_interval():
     assert out.verdict is Verdict.MONITOR and out.decisive is False
     doubt = [r for r in out.reasons if r.startswith("not decisive")]
     lo, hi = out.tasks[1].ci95
+    # arc's drop must move by 2 (the average by 1) to change the verdict: the half-width
+    # 1.96 * sd * 100 / 0.5 / sqrt(n) fits in 2 from n = (1.96 * 0.2 * 200 / 2)**2 = 1537 documents
     assert doubt == [f"not decisive: arc_challenge drop 2.00% has 95% CI [{lo:.2f}, {hi:.2f}], within which "
-                     f"the verdict could be Ship at {lo:.2f}% or Block at {hi:.2f}%"]
+                     f"the verdict could be Ship at {lo:.2f}% or Block at {hi:.2f}%; about 1537 documents "
+                     "(this run: 100) would decide it at the same standard error per document"]
+    assert out.tasks[1].documents_needed == 1537
 
 
 def test_task_limit_decides_the_decisive_flag_too():
