@@ -54,9 +54,25 @@ def check_stages(stages: Sequence[float]) -> tuple[float, ...]:
 # ---------------------------------------------------------------- samples and estimates
 @dataclass(frozen=True)
 class Stratum:
+    """A stratum's documents evaluated so far, as the sums the estimates need (so a caller
+    with millions of documents, e.g. the benchmark, can pass them without Python lists)."""
+
     population: int  # documents in the full stratum
-    baseline: Sequence[float]  # per-document scores of the documents evaluated so far
-    candidate: Sequence[float]  # same documents, same order
+    n: int  # documents evaluated so far (both models, the same documents)
+    sum_b: float
+    sum_c: float
+    sum_bb: float
+    sum_cc: float
+    sum_bc: float
+
+    @classmethod
+    def of(cls, population: int, baseline: Sequence[float], candidate: Sequence[float]) -> "Stratum":
+        """From per-document scores (same documents, same order)."""
+        if len(baseline) != len(candidate):
+            raise ValueError("baseline and candidate must score the same documents")
+        b, c = [float(x) for x in baseline], [float(x) for x in candidate]
+        return cls(population, len(b), math.fsum(b), math.fsum(c), math.fsum(x * x for x in b),
+                   math.fsum(x * x for x in c), math.fsum(x * y for x, y in zip(b, c)))
 
 
 @dataclass(frozen=True)
@@ -67,7 +83,7 @@ class TaskSample:
 
     @property
     def n(self) -> int:
-        return sum(len(s.baseline) for s in self.strata)
+        return sum(s.n for s in self.strata)
 
     @property
     def population(self) -> int:
@@ -107,21 +123,21 @@ class Look:
         return sum(t.population for t in self.tasks)
 
 
-def _mean(xs: Sequence[float]) -> float:
-    return sum(xs) / len(xs)
-
-
-def _var(xs: list[float]) -> float:
-    m = _mean(xs)
-    return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
-
-
 def _scores(t: TaskSample) -> tuple[float, float]:
     """Stratified (size-weighted) estimates of the full-task scores; at 100% the micro average."""
     total = t.population
-    b = sum(s.population / total * _mean(s.baseline) for s in t.strata)
-    c = sum(s.population / total * _mean(s.candidate) for s in t.strata)
+    b = sum(s.population / total * s.sum_b / s.n for s in t.strata)
+    c = sum(s.population / total * s.sum_c / s.n for s in t.strata)
     return b, c
+
+
+def _spread(s: Stratum, coef_d: float, coef_b: float, sign: float) -> float:
+    """Sample variance of e_i = coef_d * sign * (b_i - c_i) + coef_b * b_i, from the sums."""
+    a = coef_d * sign
+    total = a * (s.sum_b - s.sum_c) + coef_b * s.sum_b
+    squares = (a * a * (s.sum_bb - 2 * s.sum_bc + s.sum_cc) + 2 * a * coef_b * (s.sum_bb - s.sum_bc)
+               + coef_b * coef_b * s.sum_bb)
+    return max(0.0, (squares - total * total / s.n) / (s.n - 1))
 
 
 def _linear_var(t: TaskSample, coef_d: float, coef_b: float) -> float:
@@ -133,13 +149,12 @@ def _linear_var(t: TaskSample, coef_d: float, coef_b: float) -> float:
     total = t.population
     var = 0.0
     for s in t.strata:
-        n, big_n = len(s.baseline), s.population
+        n, big_n = s.n, s.population
         if n >= big_n:
             continue
         if n == 0:
             return math.inf
-        e = [coef_d * sign * (b - c) + coef_b * b for b, c in zip(s.baseline, s.candidate)]
-        spread = _var(e) if n > 1 else 1.0
+        spread = _spread(s, coef_d, coef_b, sign) if n > 1 else 1.0
         var += (big_n / total) ** 2 * (1 - n / big_n) * spread / n
     return var
 

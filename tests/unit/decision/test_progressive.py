@@ -50,7 +50,7 @@ def sample_at(full, fraction, seed=7):
         parts = []
         for name, b, c in strata:
             order = document_order(seed, task, name, len(b))[:stage_count(fraction, len(b))]
-            parts.append(Stratum(len(b), [b[i] for i in order], [c[i] for i in order]))
+            parts.append(Stratum.of(len(b), [b[i] for i in order], [c[i] for i in order]))
         samples.append(TaskSample(task, parts))
     return samples
 
