@@ -5,10 +5,10 @@ a stratum) in a seeded random order and evaluated in stages (default 10%, 25%, 5
 After each stage, `look()` estimates each task's drop and the average drop that the FULL
 suite would show, with an interval from the paired per-document differences and the
 finite-population correction (1 - n/N), so that at 100% the interval is the observed value.
-The error rate is split with Bonferroni: over the looks (one per stage) and over the
-intervals the verdict depends on (the average drop, and every task that has a limit), so
-with probability at least `confidence` every interval of every look holds the full-suite
-value. The run stops at the first look where every verdict the intervals allow is the same;
+The error rate is split with Bonferroni: over the looks before the last (the last sees
+every document, so its intervals are exact) and over the intervals the verdict depends on
+(the average drop, and every task that has a limit), so with probability at least
+`confidence` every interval of every look holds the full-suite value. The run stops at the first look where every verdict the intervals allow is the same;
 at the last stage the verdict is exactly the ordinary one (decide() on the full data).
 Pure: numbers in, numbers out.
 """
@@ -196,8 +196,9 @@ def intervals_needed(rule: Rule) -> int:
 
 
 def z_value(confidence: float, looks: int, intervals: int) -> float:
-    """Bonferroni: each of looks * intervals two-sided intervals gets (1 - confidence) / that."""
-    alpha = (1 - confidence) / (looks * intervals)
+    """Bonferroni: each of (looks - 1) * intervals two-sided intervals gets (1 - confidence) /
+    that. The last look sees every document: its intervals are exact and need no share."""
+    alpha = (1 - confidence) / (max(1, looks - 1) * intervals)
     return NormalDist().inv_cdf(1 - alpha / 2)
 
 
