@@ -28,6 +28,11 @@ def register(subparsers) -> None:
     p.add_argument("--local-data", action="store_true",
                    help="run the spec's tasks on the datasets shipped with quantgate (as suite: local does)")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of every task (smoke runs)")
+    p.add_argument("--progressive", action="store_true",
+                   help="evaluate in stages and stop once the full-suite verdict is settled (docs/decision.md)")
+    p.add_argument("--stages", default="0.1,0.25,0.5,1", metavar="LIST",
+                   help="--progressive: increasing fractions of every task, ending at 1")
+    p.add_argument("--confidence", type=float, default=0.95, help="--progressive: confidence of the verdict")
     p.set_defaults(func=run)
 
 
@@ -84,42 +89,75 @@ def tasks_arg(spec) -> str | None:
     return ",".join(parts)
 
 
+def parse_stages(text: str) -> tuple[float, ...]:
+    from quantgate.decision.progressive import check_stages
+    from quantgate.errors import InputError
+
+    try:
+        return check_stages([float(x) for x in text.split(",") if x.strip()])
+    except ValueError:
+        raise InputError(f"--stages {text!r}: give increasing fractions ending at 1, e.g. 0.1,0.25,0.5,1") from None
+
+
 def run(args) -> int:
     import json
     import sys
     from pathlib import Path
 
     from quantgate.decision import compare, matrix
-    from quantgate.errors import QuantgateError
+    from quantgate.errors import InputError, QuantgateError
     from quantgate.lmeval.parallel import RunJob, run_all, run_args
     from quantgate.lmeval.results import load_run
     from quantgate.report.html import render_html
     from quantgate.report.text import render_comparison
 
     name, spec = load_evaluation(args.file)
+    stages = parse_stages(args.stages) if args.progressive else None
+    if args.progressive and args.limit:
+        raise InputError("--progressive evaluates stages of every task; drop --limit")
+    if args.progressive and not 0 < args.confidence < 1:
+        raise InputError(f"--confidence {args.confidence}: give a number between 0 and 1, e.g. 0.95")
     out = Path(args.output or Path("quantgate-eval") / name)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    for role in ("baseline", "candidate"):
-        ep = getattr(spec, role).endpoint
-        jobs.append(RunJob(role, run_args(
-            ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.suite or "leaderboard"),
-            tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
-            api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
-            local_data=args.local_data), out / role))
-    print(f"evaluating {name}: baseline and candidate in parallel → {out}", file=sys.stderr)
-    for job in run_all(jobs):
-        if job.failed:
-            err = QuantgateError(f"the {job.label} run failed (exit status {job.returncode}); see its error above")
-            err.exit_code = job.returncode if job.returncode in range(10, 30) else 2
-            raise err
-    baseline, candidate = load_run(out / "baseline"), load_run(out / "candidate")
+
+    def run_both(fraction: float | None = None) -> tuple[Path, Path]:
+        jobs = []
+        for role in ("baseline", "candidate"):
+            ep = getattr(spec, role).endpoint
+            jobs.append(RunJob(role, run_args(
+                ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.suite or "leaderboard"),
+                tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
+                api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
+                local_data=args.local_data, fraction=fraction,
+                request_cache=out / ".request-cache" / role if fraction is not None else None), out / role))
+        for job in run_all(jobs):
+            if job.failed:
+                err = QuantgateError(f"the {job.label} run failed (exit status {job.returncode}); "
+                                     "see its error above")
+                err.exit_code = job.returncode if job.returncode in range(10, 30) else 2
+                raise err
+        return out / "baseline", out / "candidate"
+
     policy = policy_of(spec)
-    comparison = compare(baseline, candidate, policy)
+    if stages:
+        from quantgate.lmeval.progressive_run import run_progressive
+
+        print(f"evaluating {name} progressively (stages {', '.join(f'{s:g}' for s in stages)}, confidence "
+              f"{args.confidence:g}): baseline and candidate in parallel → {out}", file=sys.stderr)
+        comparison, _, history = run_progressive(run_both, policy, stages, args.confidence)
+        (out / "stages.json").write_text(json.dumps(history, indent=2) + "\n")
+    else:
+        print(f"evaluating {name}: baseline and candidate in parallel → {out}", file=sys.stderr)
+        run_both()
+    baseline, candidate = load_run(out / "baseline"), load_run(out / "candidate")
+    if not stages:
+        comparison = compare(baseline, candidate, policy)
     (out / "comparison.json").write_text(json.dumps(comparison.dump(), indent=2) + "\n")
     sizes = {k: v for k, v in (("Reference", spec.baseline.size), ("candidate", spec.candidate.size)) if v}
     report = out / "report.html"
-    report.write_text(render_html(matrix(baseline, {"candidate": candidate}, policy, sizes),
+    table = matrix(baseline, {"candidate": candidate}, policy, sizes)
+    table.rows[1].comparison, table.rows[1].verdict = comparison, comparison.verdict  # progressive: the full suite's
+    report.write_text(render_html(table,
                                   title=f"quantgate: {name}"))
     print(render_comparison(comparison, "table"))
     print(f"\nresults: {out}/baseline, {out}/candidate; comparison: {out}/comparison.json; report: {report}")

@@ -58,6 +58,10 @@ def register(subparsers) -> None:
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines in logs")
     p.add_argument("--label", default="", help="prefix for progress lines")
     p.add_argument("--verbose", action="store_true", help="show lm-eval's INFO logs")
+    p.add_argument("--fraction", type=float, metavar="F", help="one progressive stage: the first ceil(F*N) "
+                   "documents of every (sub)task in a seeded order (evaluate --progressive runs the stages)")
+    p.add_argument("--request-cache", metavar="PATH", help="lm-eval request cache: a rerun or a later stage "
+                   "reuses answers already given")
     p.set_defaults(func=run)
 
 
@@ -125,7 +129,8 @@ def config_from_args(args):
             concurrency=args.concurrency, max_length=args.max_length, tokenizer=args.tokenizer,
             api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
             request_timeout=args.request_timeout, vllm=vllm, force=args.force, label=args.label,
-            local_data=True if args.local_data else None)
+            local_data=True if args.local_data else None, fraction=args.fraction,
+            request_cache=Path(args.request_cache) if args.request_cache else None)
     except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
         first = str(exc).splitlines()
         raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None

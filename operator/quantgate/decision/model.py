@@ -102,6 +102,19 @@ class TaskComparison(CamelModel):
     items_total: int | None = Field(None, description="Documents in the full task (progressive runs).")
 
 
+class ProgressiveOutcome(CamelModel):
+    """Where a progressive evaluation stopped (docs/decision.md, "Progressive evaluation")."""
+
+    stage: int = Field(description="Stages run (1-based).")
+    stages: list[float] = Field(description="The planned stages, fractions of every task.")
+    confidence: float
+    items_evaluated: int = Field(description="Documents each model answered (all tasks).")
+    items_total: int = Field(description="Documents of the full suite.")
+    stopped_early: bool
+    reason: str
+    average_drop_interval: tuple[float, float] = Field(description="Full-suite interval of the average drop.")
+
+
 class Comparison(CamelModel):
     verdict: Verdict
     promotable: bool
@@ -112,3 +125,4 @@ class Comparison(CamelModel):
     decisive: bool
     reasons: list[str]
     tasks: list[TaskComparison]
+    progressive: ProgressiveOutcome | None = None

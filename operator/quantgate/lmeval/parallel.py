@@ -32,7 +32,8 @@ class RunJob:
 def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: str | None = None,
              tasks: str | None = None, limit: int | None = None, concurrency: int = 32,
              label: str = "", api_key_env: str | None = None, progress_interval: float = 5.0,
-             local_data: bool = False) -> list[str]:
+             local_data: bool = False, fraction: float | None = None,
+             request_cache: Path | None = None) -> list[str]:
     args = ["--endpoint", endpoint, "--output", str(output), "--force", "--concurrency", str(concurrency),
             "--progress-interval", str(progress_interval)]
     if label:
@@ -49,6 +50,10 @@ def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: st
         args += ["--local-data"]
     if api_key_env:
         args += ["--api-key-env", api_key_env]
+    if fraction is not None:
+        args += ["--fraction", repr(fraction)]
+    if request_cache is not None:
+        args += ["--request-cache", str(request_cache)]
     return args
 
 

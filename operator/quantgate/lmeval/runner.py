@@ -83,6 +83,10 @@ class RunConfig(BaseModel):
                                     "lets an explicit task list run on them.")
     offline: bool | None = Field(None, description="HF offline mode; default: on with local data.")
     label: str = ""
+    fraction: float | None = Field(None, gt=0, le=1, description="Progressive stage: this share of every task's "
+                                   "documents, a prefix of a seeded order per subtask (quantgate.decision.progressive).")
+    request_cache: Path | None = Field(None, description="lm-eval request cache (sqlite path prefix): a later "
+                                       "stage reuses the answers of the earlier ones instead of asking again.")
 
     @property
     def uses_local_data(self) -> bool:
@@ -186,11 +190,17 @@ def _task_manager(local: bool):
     return TaskManager()
 
 
-def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None):
-    """Load tasks and apply per-task shots; return (objects, samples-or-None, limit-or-None, plan)."""
+def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, fraction: float | None = None,
+                seed: int = 1234):
+    """Load tasks and apply per-task shots; return (objects, samples-or-None, limit-or-None, plan).
+    With `fraction` (a progressive stage) every leaf evaluates the first ceil(fraction * N) of
+    its documents in a seeded order, and the plan records each leaf's N."""
+    from quantgate.decision.progressive import document_order, stage_count
+
     loaded_objs, samples, plan = [], {}, []
     limits = {s.name: s.limit or global_limit for s in specs}
     for spec in specs:
+        documents: dict[str, int] = {}
         try:
             loaded = task_manager.load([spec.name])
         except (KeyError, ValueError) as exc:
@@ -200,12 +210,21 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None):
         for leaf_name, leaf in loaded["tasks"].items():
             if spec.num_fewshot is not None:
                 leaf.set_config(key="num_fewshot", value=spec.num_fewshot)
-            if limits[spec.name]:
+            if fraction is not None:
+                if limits[spec.name]:
+                    raise InputError(f"task {spec.name}: a progressive run evaluates stages of every task; "
+                                     "remove its limit")
+                total = len(leaf.eval_docs)
+                documents[leaf_name] = total
+                order = document_order(seed, spec.name, leaf_name, total)
+                samples[leaf_name] = sorted(order[:stage_count(fraction, total)])
+            elif limits[spec.name]:
                 samples[leaf_name] = list(range(min(limits[spec.name], len(leaf.eval_docs))))
         loaded_objs.extend(objs)
         plan.append({"name": spec.name, "numFewshot": spec.num_fewshot, "limit": limits[spec.name],
                      "metric": spec.metric, "subtasks": sorted(loaded["tasks"]) if spec.name not in
-                     loaded["tasks"] else []})
+                     loaded["tasks"] else [],
+                     **({"fraction": fraction, "documents": documents} if fraction is not None else {})})
     return loaded_objs, (samples or None), plan
 
 
@@ -366,7 +385,7 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
     from lm_eval.loggers import EvaluationTracker
 
     task_manager = _task_manager(config.uses_local_data)
-    objs, samples, plan = _load_tasks(task_manager, specs, config.limit)
+    objs, samples, plan = _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
     manifest["tasks"] = plan
 
     if config.engine == "api":
@@ -381,6 +400,7 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
     results = simple_evaluate(
         model=model, model_args=recorded_args, tasks=objs, task_manager=task_manager,
         samples=samples, log_samples=True, evaluation_tracker=tracker,
+        use_cache=str(config.request_cache) if config.request_cache else None,
         random_seed=config.seed, numpy_random_seed=config.seed, torch_random_seed=config.seed,
         fewshot_random_seed=config.seed,
     )
