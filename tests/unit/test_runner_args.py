@@ -84,3 +84,16 @@ def test_endpoint_url_detection():
     assert candidate_api_bases("http://h/openai/v1/completions") == ["http://h/openai/v1"]
     assert candidate_api_bases("http://h/openai") == ["http://h/openai/v1"]
     assert public_url("http://user:pw@h:8000/v1?token=x") == "http://h:8000/v1"
+
+
+def test_progressive_stage_flags(tmp_path):
+    config = config_from_args(_args("--endpoint", "http://h:8000", "--output", str(tmp_path / "o"), "--suite", "local",
+                                    "--fraction", "0.25", "--request-cache", str(tmp_path / "cache")))
+    assert config.fraction == 0.25 and config.request_cache == tmp_path / "cache"
+    for bad in ("0", "1.5", "-0.1"):
+        with pytest.raises(InputError):
+            config_from_args(_args("--endpoint", "http://h:8000", "--output", "o", "--fraction", bad))
+    from quantgate.lmeval.parallel import run_args
+    argv = run_args("http://h", tmp_path / "o", suite="local", fraction=0.1, request_cache=tmp_path / "c")
+    assert argv[argv.index("--fraction") + 1] == "0.1" and argv[argv.index("--request-cache") + 1] == str(tmp_path / "c")
+    assert "--fraction" not in run_args("http://h", tmp_path / "o", suite="local")
