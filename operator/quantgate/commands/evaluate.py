@@ -140,7 +140,12 @@ def run(args) -> int:
 
     policy = policy_of(spec)
     if stages:
+        import shutil
+
         from quantgate.lmeval.progressive_run import run_progressive
+
+        # answers cached by an earlier evaluation may come from another model behind the same URL
+        shutil.rmtree(out / ".request-cache", ignore_errors=True)
 
         print(f"evaluating {name} progressively (stages {', '.join(f'{s:g}' for s in stages)}, confidence "
               f"{args.confidence:g}): baseline and candidate in parallel → {out}", file=sys.stderr)
