@@ -212,7 +212,8 @@ def _significance(rows: list[_Row], drop_mode: str) -> list[str]:
 
 
 def _mdd(r: _Row, drop_mode: str) -> float | None:
-    if r.sd_doc is None or not r.n:
+    """None without a spread to scale it: no samples or stderrs, or no disagreement at all."""
+    if not r.sd_doc or not r.n:
         return None
     return min_detectable_drop(r.sd_doc, r.n, r.baseline, drop_mode)
 

@@ -104,3 +104,8 @@ def test_decisive_comparison_has_no_documents_needed():
     comp = compare(*_runs(b_vals, list(b_vals)), Policy())
     assert comp.decisive and comp.tasks[0].documents_needed is None
     assert comp.tasks[0].flips.mcnemar_p == 1.0
+
+
+def test_no_minimum_detectable_drop_without_any_disagreement():
+    b_vals = [1] * 100 + [0] * 100
+    assert compare(*_runs(b_vals, list(b_vals)), Policy()).tasks[0].min_detectable_drop is None
