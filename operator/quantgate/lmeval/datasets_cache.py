@@ -13,6 +13,7 @@ created in writable space, whose files are symlinks to the cache's.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -88,9 +89,11 @@ def use_cache(directory: Path) -> Path:
     if not _looks_like_cache(directory):
         raise InputError(f"datasets cache {directory} holds no prepared dataset (expected "
                          "NAMESPACE___NAME/CONFIG/VERSION/HASH directories); prepare it with `quantgate datasets pull`")
-    overlay = _writable_home() / "datasets-overlay"
-    shutil.rmtree(overlay, ignore_errors=True)
-    mirror(directory, overlay)
+    home = _writable_home()
+    home.mkdir(parents=True, exist_ok=True)
+    overlay = Path(tempfile.mkdtemp(prefix="datasets-overlay-", dir=home))  # one per process: runs may share HF_HOME
+    atexit.register(shutil.rmtree, overlay, True)
+    mirror(directory.resolve(), overlay)
     _point_datasets_at(overlay, offline=True)
     _ACTIVE = directory
     return overlay
@@ -116,8 +119,17 @@ def _task_manager(local: bool):
     return TaskManager()
 
 
+def quiet() -> None:
+    """No progress bars or 'using the cached version' warnings: one line per task is the report."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
 def load_each(specs, local: bool = False, on_task=None) -> dict[str, str | None]:
     """Construct every task (this loads its datasets); task name → None or the one-line problem."""
+    quiet()
     manager = _task_manager(local)
     problems: dict[str, str | None] = {}
     for spec in specs:
@@ -201,6 +213,7 @@ def pack_local(target: Path, only: list[Packed] | None = None) -> list[Path]:
 
     from quantgate.lmeval.local_tasks import DATA_DIR
 
+    quiet()
     target.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=".build-", dir=target))
     written = []
