@@ -55,8 +55,8 @@ def _specs(args):
     return resolve_tasks(args.suite, parse_tasks(args.tasks) if args.tasks else None)
 
 
-def _report(name: str, problem: str | None) -> None:
-    print(f"  {name}: {'ok' if problem is None else 'MISSING: ' + problem}", flush=True)
+def _report(name: str, problem: str | None, failed: str = "MISSING") -> None:
+    print(f"  {name}: {'ok' if problem is None else failed + ': ' + problem}", flush=True)
 
 
 def run_pull(args) -> int:
@@ -65,7 +65,7 @@ def run_pull(args) -> int:
     specs = _specs(args)
     target = Path(args.to)
     print(f"pulling {len(specs)} tasks into {target}", flush=True)
-    problems = dc.pull(specs, target, on_task=_report)
+    problems = dc.pull(specs, target, on_task=lambda name, problem: _report(name, problem, "FAILED"))
     failed = sorted(name for name, problem in problems.items() if problem)
     if failed:
         raise dc.DatasetsMissing(f"could not prepare {', '.join(failed)} (see above); check Hub access and retry")
