@@ -17,6 +17,8 @@ import pytest
 
 from quantgate.simulate import SimulatedFleet
 
+pytestmark = pytest.mark.slow  # each run constructs lm-eval's TaskManager in a fresh process
+
 TASKS = "gsm8k@4,arc_challenge@4,hellaswag@4,winogrande@4,truthfulqa_mc2@4,mmlu_astronomy@4"
 NAMES = ["gsm8k", "arc_challenge", "hellaswag", "winogrande", "truthfulqa_mc2", "mmlu_astronomy"]
 
