@@ -96,3 +96,20 @@ def test_ca_bundle_and_insecure_together_are_refused(fleet, pkidir, tmp_path, ca
     rc = _run(fleet, tmp_path / "out", "--ca-bundle", str(pkidir["ca"]), "--insecure-skip-verify")
     err = capsys.readouterr().err
     assert rc == 2 and len(_error_lines(err)) == 1 and "not both" in err
+
+
+def test_evaluate_local_passes_the_bundle_to_both_runs(fleet, pkidir, tmp_path, capsys):
+    import yaml
+
+    src = {"endpoint": {"url": fleet.url("secure"), "model": "m-secure"}, "caBundle": {"name": "company-ca"}}
+    spec = {"apiVersion": "quantgate.io/v1alpha1", "kind": "ModelEvaluation", "metadata": {"name": "tls"},
+            "spec": {"baseline": src, "candidate": src, "suite": "local", "tasks": [{"name": "gsm8k", "limit": 3}]}}
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(spec))
+    args = ["evaluate", "--local", "-f", str(tmp_path / "e.yaml"), "-o", str(tmp_path / "out"), "--local-data"]
+    assert main(args) == 15  # no bundle: each run's preflight refuses the certificate
+    capsys.readouterr()
+    rc = main([*args, "--ca-bundle", str(pkidir["ca"])])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err  # the same model on both sides: Ship
+    for role in ("baseline", "candidate"):
+        assert json.loads((tmp_path / "out" / role / "manifest.json").read_text())["tlsVerify"] == "caBundle"

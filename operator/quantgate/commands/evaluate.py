@@ -28,7 +28,20 @@ def register(subparsers) -> None:
     p.add_argument("--local-data", action="store_true",
                    help="run the spec's tasks on the datasets shipped with quantgate (as suite: local does)")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of every task (smoke runs)")
+    p.add_argument("--ca-bundle", metavar="FILE", help="PEM CA file for the https endpoints (the spec's caBundle "
+                   "names a ConfigMap, which only exists in the cluster)")
+    p.add_argument("--datasets", metavar="DIR", help="a prepared datasets cache (what spec.datasets mounts in the "
+                   "cluster); the runs read only it, with the Hub offline")
     p.set_defaults(func=run)
+
+
+def trust_args(source, ca_bundle: str | None) -> list[str]:
+    """The runner's TLS flags for one model source of the spec (evaluate --local)."""
+    if source.insecure_skip_verify:
+        return ["--insecure-skip-verify"]
+    if ca_bundle and source.endpoint.url.lower().startswith("https://"):
+        return ["--ca-bundle", ca_bundle]
+    return []
 
 
 def load_evaluation(path: str):
@@ -106,7 +119,9 @@ def run(args) -> int:
             ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.suite or "leaderboard"),
             tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
             api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
-            local_data=args.local_data), out / role))
+            local_data=args.local_data,
+            extra=trust_args(getattr(spec, role), args.ca_bundle) + (["--datasets", args.datasets] if args.datasets
+                                                                     else [])), out / role))
     print(f"evaluating {name}: baseline and candidate in parallel → {out}", file=sys.stderr)
     for job in run_all(jobs):
         if job.failed:

@@ -32,7 +32,7 @@ class RunJob:
 def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: str | None = None,
              tasks: str | None = None, limit: int | None = None, concurrency: int = 32,
              label: str = "", api_key_env: str | None = None, progress_interval: float = 5.0,
-             local_data: bool = False) -> list[str]:
+             local_data: bool = False, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     args = ["--endpoint", endpoint, "--output", str(output), "--force", "--concurrency", str(concurrency),
             "--progress-interval", str(progress_interval)]
     if label:
@@ -49,7 +49,7 @@ def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: st
         args += ["--local-data"]
     if api_key_env:
         args += ["--api-key-env", api_key_env]
-    return args
+    return args + list(extra)
 
 
 def run_all(jobs: list[RunJob], max_parallel: int | None = None, fail_fast: bool = True) -> list[RunJob]:
