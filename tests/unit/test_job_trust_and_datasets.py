@@ -125,14 +125,16 @@ def secure(tmp_path_factory):
         yield fleet.url("s"), ca.cert.read_text(), other.cert.read_text()
 
 
-def test_operator_preflight_trusts_exactly_the_bundle(secure):
+def test_operator_preflight_trusts_exactly_the_bundle(secure, caplog):
     url, ca, other = secure
     assert endpoints.preflight(url, "m", None, 5, endpoints.TLS(ca)) is None
     for tls in (None, endpoints.TLS(other)):
         problem = endpoints.preflight(url, "m", None, 5, tls)
         assert isinstance(problem, endpoints.TLSProblem) and "certificate verify failed" in problem
         assert "\n" not in problem
-    assert endpoints.preflight(url, "m", None, 5, endpoints.TLS(insecure=True)) is None
+    with caplog.at_level("WARNING", logger="quantgate.endpoints"):
+        assert endpoints.preflight(url, "m", None, 5, endpoints.TLS(insecure=True)) is None
+    assert any("verification is OFF" in r.getMessage() and url in r.getMessage() for r in caplog.records)
     bad = endpoints.preflight(url, "m", None, 5, endpoints.TLS("no certificate here"))
     assert isinstance(bad, endpoints.TLSProblem) and "caBundle unusable" in bad
 
