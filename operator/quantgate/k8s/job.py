@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, TaskSpec
-from quantgate.k8s import datasets_volume, names, trust
+from quantgate.k8s import ca_bundles, datasets_volume, names
 from quantgate.k8s.endpoints import Resolved
 from quantgate.k8s.settings import Settings
 
@@ -62,7 +62,7 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings:
         if model.secret is not None:
             args += ["--api-key-env", names.ENV_API_KEY]
         args += ["--concurrency", str(spec.runner.concurrency)]
-        args += trust.runner_args(model, settings or Settings(), role)
+        args += ca_bundles.runner_args(model, settings or Settings(), role)
     if spec.tasks:
         args += ["--tasks", ",".join(task_arg(t) for t in spec.tasks)]
         if spec.local_data:
@@ -104,7 +104,7 @@ def _container(ev: Evaluation, role: str, model: Resolved, results: str, setting
         resources["limits"] = limits
         if source.vllm.pvc:
             mounts.append({"name": f"weights-{role}", "mountPath": f"{WORK}/weights", "readOnly": True})
-    ca = trust.volume(model, settings, role)
+    ca = ca_bundles.volume(model, settings, role)
     if ca is not None:
         mounts.append(ca[1])
     cache = datasets_volume.mount(spec, settings)
@@ -159,7 +159,7 @@ def build_job(ev: Evaluation, baseline: Resolved | None, candidate: Resolved, se
             volumes.append({"name": f"weights-{role}",
                             "persistentVolumeClaim": {"claimName": source.vllm.pvc, "readOnly": True}})
     for role, model in roles:
-        ca = trust.volume(model, settings, role)
+        ca = ca_bundles.volume(model, settings, role)
         if ca is not None:
             volumes.append(ca[0])
     cache = datasets_volume.volume(ev.spec, settings)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import endpoints, memory, names, trust
+from quantgate.k8s import ca_bundles, endpoints, memory, names
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
@@ -279,7 +279,7 @@ class Reconciler:
                                 f"{role}: Secret {model.secret.name} (key {model.secret.key}) not found")
             if model.url is not None:
                 tls = None
-                ca = trust.effective_ca(model, self.settings)
+                ca = ca_bundles.effective_ca(model, self.settings)
                 if ca is not None or model.insecure:
                     pem = self.cluster.configmap_value(ns, ca.name, ca.key) if ca is not None else None
                     if ca is not None and pem is None:
