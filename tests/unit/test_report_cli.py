@@ -80,3 +80,35 @@ def test_bad_input_exit_2_one_line(capsys, extra, message):
     rc, out, err = report(capsys, *extra)
     assert rc == 2 and err.count("\n") == 1 and err.startswith("quantgate report: error: ")
     assert message in err
+
+
+SIZES = ["--size", "Reference=16.1Gi", "--size", "int8=8.5 GB", "--size", "int4-g128=4.9GB", "--size", "int4-g64=5.1GB"]
+
+
+def _report_sized(capsys, *extra):
+    args = ["report", "--baseline", str(EX / "fp16")]
+    for v in VARIANTS:
+        args += ["--candidate", f"{v}={EX / v}"]
+    rc = main([*args, *SIZES, *extra])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return out
+
+
+def test_selected_is_the_smallest_promotable_variant(capsys):
+    general = json.loads(_report_sized(capsys, "-o", "json"))["selected"]
+    assert general["name"] == "int4-g128" and "4.9GB" in general["reason"]  # Monitor is promotable
+    math = json.loads(_report_sized(capsys, "-o", "json", "--profile", "math-tutoring"))["selected"]
+    assert math["name"] == "int8"  # both INT4 variants are blocked for math tutoring
+    assert "selected: int8 (smallest promotable variant (8.5 GB" in _report_sized(capsys, "--profile",
+                                                                                   "math-tutoring")
+    html = _report_sized(capsys, "-o", "html", "--profile", "math-tutoring")
+    assert '<p id="selected">Selected: <b>int8</b>' in html
+
+
+def test_selected_names_unsized_promotable_variants_and_can_be_none(capsys):
+    rc, out, _ = report(capsys, "-o", "json")  # sizes only for Reference and int8
+    sel = json.loads(out)["selected"]
+    assert sel["name"] == "int8" and "not ranked: int4-g128, int4-g64" in sel["reason"]
+    rc, out, _ = report(capsys, "-o", "json", "--task-limit", "gsm8k=0.5", "--task-limit", "mmlu=0.5")
+    assert json.loads(out)["selected"] == {"name": None, "reason": "no variant is promotable"}

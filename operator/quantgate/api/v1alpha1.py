@@ -66,6 +66,14 @@ class SecretKeyRef(CamelModel):
     key: str = Field("api-key", description="Key within the Secret.", min_length=1, max_length=253)
 
 
+class ConfigMapKeyRef(CamelModel):
+    """A key of a ConfigMap in the evaluation's namespace holding PEM CA certificates (e.g. the
+    bundle trust-manager or OpenShift's CA injection distributes to every namespace)."""
+
+    name: str = Field(description="ConfigMap name.", **_NAME)
+    key: str = Field("ca.crt", description="Key within the ConfigMap.", min_length=1, max_length=253)
+
+
 class InferenceServiceRef(CamelModel):
     """A KServe InferenceService (serving.kserve.io/v1beta1) serving the model over the OpenAI API."""
 
@@ -106,12 +114,18 @@ _ONE_SOURCE = _cel(
     "[has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm)].filter(x, x).size() == 1",
     "a model needs exactly one of inferenceServiceRef, endpoint, vllm",
 )
+_TLS_RULES = [
+    _cel("!(has(self.caBundle) && has(self.insecureSkipVerify) && self.insecureSkipVerify)",
+         "give caBundle or insecureSkipVerify, not both"),
+    _cel("!has(self.vllm) || (!has(self.caBundle) && !has(self.insecureSkipVerify))",
+         "caBundle and insecureSkipVerify apply to HTTPS endpoints, not to the in-Job vllm engine"),
+]
 
 
 class ModelSource(CamelModel):
     """One model variant: exactly one of inferenceServiceRef, endpoint, vllm."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_SOURCE]})
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_SOURCE, *_TLS_RULES]})
 
     inference_service_ref: InferenceServiceRef | None = Field(
         None, description="A KServe InferenceService in this namespace (waits until it is Ready)."
@@ -119,12 +133,24 @@ class ModelSource(CamelModel):
     endpoint: Endpoint | None = Field(None, description="An OpenAI-compatible endpoint URL.")
     vllm: VllmEngine | None = Field(None, description="Run the model inside the Job with vLLM (needs GPUs).")
     size: str | None = Field(None, description="Model size shown in reports, e.g. 4.6Gi.", max_length=32)
+    ca_bundle: ConfigMapKeyRef | None = Field(
+        None, description="PEM CA certificates an https endpoint's certificate must chain to (private CA); "
+        "trusted by the operator's preflight and the runner. Default: the chart's caBundle, else the system CAs.",
+    )
+    insecure_skip_verify: bool | None = Field(
+        None, description="Do not verify the endpoint's TLS certificate. Insecure: anyone on the path can "
+        "impersonate the model; logged as a warning on every run. Prefer caBundle.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "ModelSource":
         given = [n for n in ("inference_service_ref", "endpoint", "vllm") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError("a model needs exactly one of inferenceServiceRef, endpoint, vllm")
+        if self.ca_bundle is not None and self.insecure_skip_verify:
+            raise ValueError("give caBundle or insecureSkipVerify, not both")
+        if self.vllm is not None and (self.ca_bundle is not None or self.insecure_skip_verify is not None):
+            raise ValueError("caBundle and insecureSkipVerify apply to HTTPS endpoints, not to the in-Job vllm engine")
         return self
 
     def describe(self) -> str:
@@ -140,7 +166,7 @@ class ModelSource(CamelModel):
 class BaselineSource(ModelSource):
     """The reference (usually full-precision) model."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_SOURCE]})
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_SOURCE, *_TLS_RULES]})
 
     results_from: str | None = Field(
         None,
@@ -184,6 +210,30 @@ class Toleration(CamelModel):
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     toleration_seconds: int | None = None
+
+
+class DatasetsSource(CamelModel):
+    """A prepared Hugging Face datasets cache (`quantgate datasets pull`), mounted read-only into
+    the runner, which then runs with the Hub offline: exactly one of pvc, image."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        _cel("has(self.pvc) != has(self.image)", "datasets needs exactly one of pvc, image")]})
+
+    pvc: str | None = Field(None, description="PersistentVolumeClaim holding the cache (mounted read-only).",
+                            max_length=253)
+    image: str | None = Field(
+        None, description="OCI image holding the cache (Kubernetes image volume: 1.31+, feature gate "
+        "ImageVolume before 1.33).", max_length=1024)
+    sub_path: str | None = Field(None, description="Directory of the cache inside the volume; default: its root.",
+                                 max_length=1024, pattern=r"^[^/].*$")
+
+    @model_validator(mode="after")
+    def _one(self) -> "DatasetsSource":
+        if (self.pvc is None) == (self.image is None):
+            raise ValueError("datasets needs exactly one of pvc, image")
+        if self.sub_path and ".." in self.sub_path.split("/"):
+            raise ValueError("datasets.subPath must stay inside the volume (no '..')")
+        return self
 
 
 class RunnerSpec(CamelModel):
@@ -269,6 +319,11 @@ class ModelEvaluationSpec(CamelModel):
     drop_mode: DropMode = Field("relative", description="relative: percent of the baseline; absolute: points.")
     aggregate: Aggregate = Field(
         "relativeDropOfMean", description="How the average drop is formed from the per-task scores."
+    )
+    datasets: DatasetsSource | None = Field(
+        None, description="A prepared datasets cache for disconnected clusters; the runner runs with the Hub "
+        "offline and fails at once, naming the task, if the cache lacks a dataset. Default: the chart's "
+        "datasets, else download from the Hugging Face Hub.",
     )
     runner: RunnerSpec = Field(
         default_factory=RunnerSpec, description="Runner Job settings.",

@@ -33,7 +33,20 @@ def register(subparsers) -> None:
     p.add_argument("--stages", default="0.1,0.25,0.5,1", metavar="LIST",
                    help="--progressive: increasing fractions of every task, ending at 1")
     p.add_argument("--confidence", type=float, default=0.95, help="--progressive: confidence of the verdict")
+    p.add_argument("--ca-bundle", metavar="FILE", help="PEM CA file for the https endpoints (the spec's caBundle "
+                   "names a ConfigMap, which only exists in the cluster)")
+    p.add_argument("--datasets", metavar="DIR", help="a prepared datasets cache (what spec.datasets mounts in the "
+                   "cluster); the runs read only it, with the Hub offline")
     p.set_defaults(func=run)
+
+
+def trust_args(source, ca_bundle: str | None) -> list[str]:
+    """The runner's TLS flags for one model source of the spec (evaluate --local)."""
+    if source.insecure_skip_verify:
+        return ["--insecure-skip-verify"]
+    if ca_bundle and source.endpoint.url.lower().startswith("https://"):
+        return ["--ca-bundle", ca_bundle]
+    return []
 
 
 def load_evaluation(path: str):
@@ -129,6 +142,8 @@ def run(args) -> int:
                 tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
                 api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
                 local_data=args.local_data, fraction=fraction,
+                extra=trust_args(getattr(spec, role), args.ca_bundle) + (["--datasets", args.datasets]
+                                                                         if args.datasets else []),
                 request_cache=out / ".request-cache" / role if fraction is not None else None), out / role))
         for job in run_all(jobs):
             if job.failed:

@@ -1,7 +1,8 @@
 """`quantgate run`: lm-eval for one model against one endpoint (or in-process vLLM).
 
 Exit status: 0 complete; 2 bad input; 10 unreachable; 11 not healthy / no OpenAI
-API; 12 unauthorized; 13 model not served; 14 no tokenizer endpoints; 20 the
+API; 12 unauthorized; 13 model not served; 14 no tokenizer endpoints; 15 the endpoint's TLS certificate is not trusted;
+16 the --datasets cache lacks a task's data; 20 the
 evaluation failed mid-run (the output is left as <DIR>.partial, marked incomplete);
 21 results could not be published; 130 interrupted.
 """
@@ -28,7 +29,8 @@ def register(subparsers) -> None:
         description="Run lm-eval (its Python API) for one model. Preflight checks the endpoint first; results, "
                     "per-question samples and manifest.json go to --output (complete only when the run is). "
                     "Exit codes: 10 unreachable, 11 unhealthy, 12 unauthorized, 13 model not served, "
-                    "14 no tokenizer endpoints, 20 failed mid-run, 21 publishing failed.",
+                    "14 no tokenizer endpoints, 15 TLS certificate not trusted, 16 datasets cache incomplete, "
+                    "20 failed mid-run, 21 publishing failed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--endpoint", metavar="URL", help="base URL (…, …/v1 or KServe's …/openai/v1 are detected)")
     p.add_argument("--model", help="served model name (default: the one /v1/models lists)")
@@ -44,6 +46,12 @@ def register(subparsers) -> None:
     p.add_argument("--tokenizer", metavar="PATH", help="local Hugging Face tokenizer, for servers without /tokenize")
     p.add_argument("--api-key-env", metavar="VAR", default="OPENAI_API_KEY", help="environment variable with the key")
     p.add_argument("--api-key-file", metavar="PATH", help="file with the key (a mounted Secret); wins over the env")
+    p.add_argument("--ca-bundle", metavar="FILE", help="PEM CA certificates the endpoint's TLS certificate must "
+                   "chain to (a private CA); default: the system CAs")
+    p.add_argument("--insecure-skip-verify", action="store_true",
+                   help="do not verify the endpoint's TLS certificate (insecure; logged as a warning)")
+    p.add_argument("--datasets", metavar="DIR", help="read datasets only from this prepared cache (quantgate "
+                   "datasets pull), with the Hugging Face Hub offline; may be read-only")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--request-timeout", type=int, default=300, help="seconds per request")
     p.add_argument("--engine", choices=("api", "vllm"), default="api", help="vllm: load the model in-process (GPU)")
@@ -122,6 +130,8 @@ def config_from_args(args):
                             gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_length)
     elif not args.endpoint:
         raise InputError("--endpoint URL is required (or --engine vllm --model-path PATH)")
+    if args.ca_bundle and args.insecure_skip_verify:
+        raise InputError("give --ca-bundle or --insecure-skip-verify, not both")
     try:
         return RunConfig(
             output=Path(args.output), engine=args.engine, endpoint=args.endpoint, model=args.model,
@@ -130,7 +140,9 @@ def config_from_args(args):
             api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
             request_timeout=args.request_timeout, vllm=vllm, force=args.force, label=args.label,
             local_data=True if args.local_data else None, fraction=args.fraction,
-            request_cache=Path(args.request_cache) if args.request_cache else None)
+            request_cache=Path(args.request_cache) if args.request_cache else None,
+            ca_bundle=args.ca_bundle, insecure_skip_verify=args.insecure_skip_verify,
+            datasets=Path(args.datasets) if args.datasets else None)
     except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
         first = str(exc).splitlines()
         raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None

@@ -32,6 +32,13 @@ class Matrix:
     rows: list[MatrixRow]
     policy: Policy
 
+    @property
+    def selected(self):
+        """The smallest promotable candidate by size (ties: lower average drop), or none."""
+        from quantgate.decision.selection import select
+
+        return select(self.rows[1:])
+
     def dump(self) -> dict:
         """JSON form: the policy, the task columns and one object per row (comparisons in full)."""
         return {
@@ -45,6 +52,7 @@ class Matrix:
                      "drops": r.drops, "comparison": r.comparison.dump()} if r.comparison else {})}
                 for r in self.rows
             ],
+            "selected": self.selected.dump(),
         }
 
 

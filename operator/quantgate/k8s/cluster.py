@@ -120,6 +120,16 @@ class Cluster:
         raw = (secret.get("data") or {}).get(ref.key)
         return base64.b64decode(raw).decode() if raw is not None else None
 
+    def configmap_value(self, namespace: str, name: str, key: str) -> str | None:
+        """A ConfigMap key's text (CA bundles), or None when the ConfigMap or key is missing."""
+        try:
+            cm = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if _absent(exc):
+                return None
+            raise
+        return (cm.get("data") or {}).get(key)
+
     # ---- results ---------------------------------------------------------------------
     def cached_baseline(self, namespace: str, key: str) -> str | None:
         """Name of a complete baseline results ConfigMap with this cache key, if any."""

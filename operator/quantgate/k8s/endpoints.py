@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-from quantgate.api.v1alpha1 import ModelSource, SecretKeyRef
+from quantgate.api.v1alpha1 import ConfigMapKeyRef, ModelSource, SecretKeyRef
+from quantgate.errors import InputError
+from quantgate.lmeval.tls import context_from_pem, tls_failure, untrusted_message
+
+log = logging.getLogger("quantgate.endpoints")
 
 KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
@@ -27,6 +33,33 @@ class Resolved:
     model: str | None
     secret: SecretKeyRef | None
     identity: str  # stable, secret-free identity for the baseline cache
+    ca_bundle: ConfigMapKeyRef | None = None  # the source's own; the chart default applies in trust.effective_ca
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class TLS:
+    """How the preflight verifies an https endpoint: the system CAs, only `ca_pem`'s CAs, or not at all."""
+
+    ca_pem: str | None = None
+    insecure: bool = False
+
+    def key(self) -> str:
+        if self.insecure:
+            return "insecure"
+        return hashlib.sha256(self.ca_pem.encode()).hexdigest() if self.ca_pem else "system"
+
+    def context(self) -> ssl.SSLContext | None:
+        if self.insecure:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        return context_from_pem(self.ca_pem) if self.ca_pem else None
+
+
+class TLSProblem(str):
+    """A preflight problem that is about TLS trust: retrying with the same trust cannot succeed."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +84,8 @@ def resolve(source: ModelSource, get_isvc) -> Resolved | NotReady:
     """Resolve one model source. `get_isvc(name)` returns the InferenceService dict or None."""
     if source.endpoint is not None:
         ep = source.endpoint
-        return Resolved(ep.url.rstrip("/"), ep.model, ep.api_key_secret_ref, f"endpoint:{ep.url.rstrip('/')}")
+        return Resolved(ep.url.rstrip("/"), ep.model, ep.api_key_secret_ref, f"endpoint:{ep.url.rstrip('/')}",
+                        source.ca_bundle, bool(source.insecure_skip_verify))
     if source.vllm is not None:
         v = source.vllm
         ident = f"vllm:{v.pvc or ''}:{v.model_path}:{v.quantization or ''}:{v.dtype}:{v.tensor_parallel_size}"
@@ -69,7 +103,8 @@ def resolve(source: ModelSource, get_isvc) -> Resolved | NotReady:
     meta = isvc["metadata"]
     # a new ISVC generation (new weights, new runtime) is a new model for the cache
     ident = f"isvc:{meta.get('namespace')}/{meta['name']}@{meta.get('uid')}/{meta.get('generation')}"
-    return Resolved(url, ref.model or ref.name, ref.api_key_secret_ref, ident)
+    return Resolved(url, ref.model or ref.name, ref.api_key_secret_ref, ident, source.ca_bundle,
+                    bool(source.insecure_skip_verify))
 
 
 def model_urls(base: str) -> list[str]:
@@ -80,20 +115,32 @@ def model_urls(base: str) -> list[str]:
     return [base + "/v1/models", base + "/openai/v1/models"]
 
 
-def preflight(url: str, model: str | None, api_key: str | None, timeout: float) -> str | None:
-    """None when the endpoint answers /v1/models (and serves `model`); else a one-line reason."""
+def preflight(url: str, model: str | None, api_key: str | None, timeout: float,
+              tls: TLS | None = None) -> str | None:
+    """None when the endpoint answers /v1/models (and serves `model`); else a one-line reason
+    (a TLSProblem when the endpoint's certificate is not trusted)."""
     last = "no answer"
+    try:
+        context = tls.context() if tls else None
+    except InputError as exc:
+        return TLSProblem(f"TLS: caBundle unusable: {exc}")
+    if tls and tls.insecure:
+        log.warning("TLS certificate verification is OFF for %s (insecureSkipVerify): anyone on the network "
+                    "path can impersonate this model; give its CA with caBundle instead", url)
     for candidate in model_urls(url):
         request = urllib.request.Request(candidate)
         if api_key:
             request.add_header("Authorization", f"Bearer {api_key}")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
                 body = json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
             last = f"{candidate} answered HTTP {exc.code}"
             continue
         except (OSError, ValueError) as exc:
+            reason = tls_failure(exc)
+            if reason:
+                return TLSProblem(untrusted_message(url, reason))
             last = f"{candidate} unreachable: {type(exc).__name__}"
             continue
         served = [m.get("id") for m in body.get("data") or [] if isinstance(m, dict)]
@@ -116,14 +163,16 @@ class PreflightCache:
     _locks: dict = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, url: str, model: str | None, api_key: str | None, timeout: float) -> str | None:
-        key = (url, model, hashlib.sha256(api_key.encode()).hexdigest() if api_key else None)
+    def __call__(self, url: str, model: str | None, api_key: str | None, timeout: float,
+                 tls: TLS | None = None) -> str | None:
+        key = (url, model, hashlib.sha256(api_key.encode()).hexdigest() if api_key else None,
+               tls.key() if tls else "system")
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if self._ok_until.get(key, 0.0) > time.monotonic():
                 return None
-            problem = (self.check or preflight)(url, model, api_key, timeout)
+            problem = (self.check or preflight)(url, model, api_key, timeout, *([tls] if tls else []))
             if problem is None and self.ttl_s > 0:
                 self._ok_until[key] = time.monotonic() + self.ttl_s
             else:

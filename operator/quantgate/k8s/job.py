@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, TaskSpec
-from quantgate.k8s import names
+from quantgate.k8s import ca_bundles, datasets_volume, names
 from quantgate.k8s.endpoints import Resolved
 from quantgate.k8s.settings import Settings
 
@@ -43,7 +43,7 @@ def task_arg(task: TaskSpec) -> str:
     return text
 
 
-def run_args(ev: Evaluation, role: str, model: Resolved, results: str) -> list[str]:
+def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings: Settings | None = None) -> list[str]:
     spec = ev.spec
     args = ["run"]
     if model.url is None:
@@ -62,6 +62,7 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str) -> list[s
         if model.secret is not None:
             args += ["--api-key-env", names.ENV_API_KEY]
         args += ["--concurrency", str(spec.runner.concurrency)]
+        args += ca_bundles.runner_args(model, settings or Settings(), role)
     if spec.tasks:
         args += ["--tasks", ",".join(task_arg(t) for t in spec.tasks)]
         if spec.local_data:
@@ -70,6 +71,7 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str) -> list[s
         args += ["--suite", spec.effective_suite or "leaderboard"]
     if spec.limit is not None:
         args += ["--limit", str(spec.limit)]
+    args += datasets_volume.runner_args(spec, settings or Settings())
     args += ["--output", f"{WORK}/{role}", "--publish-configmap", f"{ev.namespace}/{results}", "--role", role]
     return args
 
@@ -102,12 +104,18 @@ def _container(ev: Evaluation, role: str, model: Resolved, results: str, setting
         resources["limits"] = limits
         if source.vllm.pvc:
             mounts.append({"name": f"weights-{role}", "mountPath": f"{WORK}/weights", "readOnly": True})
+    ca = ca_bundles.volume(model, settings, role)
+    if ca is not None:
+        mounts.append(ca[1])
+    cache = datasets_volume.mount(spec, settings)
+    if cache is not None:
+        mounts.append(cache)
     return {
         "name": role,
         "image": spec.runner.image or settings.runner_image,
         "imagePullPolicy": "IfNotPresent",
         "command": list(settings.runner_command),
-        "args": run_args(ev, role, model, results),
+        "args": run_args(ev, role, model, results, settings),
         "env": env,
         "resources": resources,
         "volumeMounts": mounts,
@@ -150,6 +158,13 @@ def build_job(ev: Evaluation, baseline: Resolved | None, candidate: Resolved, se
         if source.vllm is not None and source.vllm.pvc and any(c["name"] == role for c in init + containers):
             volumes.append({"name": f"weights-{role}",
                             "persistentVolumeClaim": {"claimName": source.vllm.pvc, "readOnly": True}})
+    for role, model in roles:
+        ca = ca_bundles.volume(model, settings, role)
+        if ca is not None:
+            volumes.append(ca[0])
+    cache = datasets_volume.volume(ev.spec, settings)
+    if cache is not None:
+        volumes.append(cache)
     pod: dict = {
         "restartPolicy": "Never",
         "serviceAccountName": settings.runner_service_account,

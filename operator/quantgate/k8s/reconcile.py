@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import endpoints, memory, names
+from quantgate.k8s import ca_bundles, endpoints, memory, names
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
@@ -212,6 +212,9 @@ class Reconciler:
             return
 
         plan = self._plan(body, spec, isvc_cache)
+        if isinstance(plan, Wait) and plan.phase == Phase.FAILED:  # e.g. an untrusted TLS certificate
+            self._fail(body, plan.reason, plan.message)
+            return
         if isinstance(plan, Wait):  # not ready for a slot: it must not hold the queue's line
             self.queue.leave(ns, name)
             self._wait(body, plan, start)
@@ -275,7 +278,17 @@ class Reconciler:
                     return Wait(waiting, "SecretNotFound",
                                 f"{role}: Secret {model.secret.name} (key {model.secret.key}) not found")
             if model.url is not None:
-                problem = self.preflight(model.url, model.model, api_key, self.settings.preflight_timeout_s)
+                tls = None
+                ca = ca_bundles.effective_ca(model, self.settings)
+                if ca is not None or model.insecure:
+                    pem = self.cluster.configmap_value(ns, ca.name, ca.key) if ca is not None else None
+                    if ca is not None and pem is None:
+                        return Wait(waiting, "CABundleNotFound",
+                                    f"{role}: caBundle ConfigMap {ca.name} (key {ca.key}) not found")
+                    tls = endpoints.TLS(pem, model.insecure)
+                problem = self.preflight(model.url, model.model, api_key, self.settings.preflight_timeout_s, tls)
+                if isinstance(problem, endpoints.TLSProblem):  # the same trust cannot succeed on a retry
+                    return Wait(Phase.FAILED, "EndpointTLSError", f"{role}: {problem}")
                 if problem:
                     return Wait(waiting, "EndpointNotAnswering", f"{role}: {problem}")
         return Ready(baseline, candidate, key, reused)

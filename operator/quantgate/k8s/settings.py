@@ -27,6 +27,11 @@ class Settings:
     baseline_cache: bool = True
     default_requests_cpu: str = "250m"
     default_requests_memory: str = "512Mi"
+    ca_bundle_configmap: str = ""  # default caBundle of https endpoints: this ConfigMap in the evaluation's namespace
+    ca_bundle_key: str = "ca.crt"
+    datasets_pvc: str = ""  # default spec.datasets: a PVC in the evaluation's namespace ...
+    datasets_image: str = ""  # ... or an OCI image (image volume)
+    datasets_sub_path: str = ""
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":

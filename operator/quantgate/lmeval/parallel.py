@@ -33,7 +33,7 @@ def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: st
              tasks: str | None = None, limit: int | None = None, concurrency: int = 32,
              label: str = "", api_key_env: str | None = None, progress_interval: float = 5.0,
              local_data: bool = False, fraction: float | None = None,
-             request_cache: Path | None = None) -> list[str]:
+             request_cache: Path | None = None, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     args = ["--endpoint", endpoint, "--output", str(output), "--force", "--concurrency", str(concurrency),
             "--progress-interval", str(progress_interval)]
     if label:
@@ -54,7 +54,7 @@ def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: st
         args += ["--fraction", repr(fraction)]
     if request_cache is not None:
         args += ["--request-cache", str(request_cache)]
-    return args
+    return args + list(extra)
 
 
 def run_all(jobs: list[RunJob], max_parallel: int | None = None, fail_fast: bool = True) -> list[RunJob]:

@@ -3,6 +3,7 @@
 Each failure has its own exit status (documented in docs/runner.md):
   10 unreachable      11 not healthy / no OpenAI API      12 unauthorized
   13 model not served 14 no tokenizer endpoints (and no --tokenizer given)
+  15 the endpoint's TLS certificate is not trusted (give its CA with --ca-bundle)
 No retries: a preflight answers in seconds, not after lm-eval's backoff.
 """
 
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from quantgate.errors import QuantgateError
+from quantgate.lmeval.tls import Trust, tls_failure, untrusted_message
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 15.0
@@ -25,7 +27,7 @@ class PreflightError(QuantgateError):
         self.exit_code = exit_code
 
 
-UNREACHABLE, UNHEALTHY, UNAUTHORIZED, MODEL_NOT_SERVED, NO_TOKENIZER = 10, 11, 12, 13, 14
+UNREACHABLE, UNHEALTHY, UNAUTHORIZED, MODEL_NOT_SERVED, NO_TOKENIZER, TLS_UNTRUSTED = 10, 11, 12, 13, 14, 15
 
 
 @dataclass(frozen=True)
@@ -61,19 +63,24 @@ def candidate_api_bases(url: str) -> list[str]:
 
 
 class _Client:
-    def __init__(self, api_key: str | None):
+    def __init__(self, api_key: str | None, trust: Trust | None = None):
         self.session = requests.Session()
+        # per request, not session.verify: REQUESTS_CA_BUNDLE in the environment would override the session's
+        self.verify = (trust or Trust()).requests_verify()
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 
     def get(self, url: str):
-        return self.session.get(url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+        return self.session.get(url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), verify=self.verify)
 
     def post(self, url: str, body: dict):
-        return self.session.post(url, json=body, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+        return self.session.post(url, json=body, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), verify=self.verify)
 
 
 def _unreachable(url: str, exc: Exception) -> PreflightError:
+    tls = tls_failure(exc)
+    if tls:
+        return PreflightError(untrusted_message(public_url(url), tls), TLS_UNTRUSTED)
     kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
     return PreflightError(f"endpoint {public_url(url)} is unreachable ({kind}); check the URL and that the "
                           "server is running", UNREACHABLE)
@@ -88,8 +95,9 @@ def _check_status(resp, url: str) -> None:
                              "model has loaded and retry", UNHEALTHY)
 
 
-def preflight(url: str, model: str | None, api_key: str | None, need_remote_tokenizer: bool) -> Endpoint:
-    client = _Client(api_key)
+def preflight(url: str, model: str | None, api_key: str | None, need_remote_tokenizer: bool,
+              trust: Trust | None = None) -> Endpoint:
+    client = _Client(api_key, trust)
     listing, api_base = None, None
     for base in candidate_api_bases(url):
         try:

@@ -37,6 +37,7 @@ from quantgate.lmeval.preflight import Endpoint, preflight, public_url
 from quantgate.lmeval.progress import Progress, SilentProgress
 from quantgate.lmeval.redact import Redactor, RedactingFilter
 from quantgate.lmeval.suites import resolve_tasks
+from quantgate.lmeval.tls import Trust, context_from_file
 
 RUN_FAILED = 20
 MANIFEST = "manifest.json"
@@ -81,7 +82,10 @@ class RunConfig(BaseModel):
     force: bool = False
     local_data: bool | None = Field(None, description="Use the local datasets (default: for suite local only); "
                                     "lets an explicit task list run on them.")
-    offline: bool | None = Field(None, description="HF offline mode; default: on with local data.")
+    offline: bool | None = Field(None, description="HF offline mode; default: on with local data or a datasets cache.")
+    ca_bundle: str | None = Field(None, description="PEM CA file the endpoint's certificate must chain to.")
+    insecure_skip_verify: bool = Field(False, description="Do not verify the endpoint's TLS certificate.")
+    datasets: Path | None = Field(None, description="A prepared datasets cache (quantgate datasets pull), read-only.")
     label: str = ""
     fraction: float | None = Field(None, gt=0, le=1, description="Progressive stage: this share of every task's "
                                    "documents, a prefix of a seeded order per subtask (quantgate.decision.progressive).")
@@ -94,6 +98,10 @@ class RunConfig(BaseModel):
 
     def secret(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
+
+    @property
+    def trust(self) -> Trust:
+        return Trust(self.ca_bundle, self.insecure_skip_verify)
 
 
 # ------------------------------------------------------------------ model args
@@ -113,6 +121,10 @@ def api_model_args(config: RunConfig, endpoint: Endpoint) -> dict:
         args.update(tokenizer_backend="huggingface", tokenizer=config.tokenizer)
     else:
         args.update(tokenizer_backend="remote")
+    if config.insecure_skip_verify:
+        args["verify_certificate"] = False
+    elif config.ca_bundle:
+        args["ca_cert_path"] = config.ca_bundle
     return args
 
 
@@ -137,6 +149,12 @@ def _instrumented_completions(progress: Progress):
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
     class InstrumentedCompletions(LocalCompletionsAPI):
+        def use_trust(self, trust: Trust) -> None:
+            """lm-eval hands `verify_certificate` to both aiohttp (ssl=) and requests (verify=), which
+            take different types for a CA bundle: keep the SSLContext for aiohttp, the path for requests."""
+            self._requests_verify = trust.requests_verify()
+            self.verify_certificate = trust.aiohttp_ssl()
+
         def loglikelihood(self, requests, disable_tqdm: bool = False):
             progress.phase("tokenizing", 2 * len(requests), unit="/tokenize calls")
             self._tokenizing = True
@@ -172,7 +190,12 @@ def _instrumented_completions(progress: Progress):
             return out
 
         def model_call(self, *args, **kwargs):
-            out = super().model_call(*args, **kwargs)
+            aiohttp_ssl = self.verify_certificate
+            self.verify_certificate = self.__dict__.get("_requests_verify", aiohttp_ssl)
+            try:
+                out = super().model_call(*args, **kwargs)
+            finally:
+                self.verify_certificate = aiohttp_ssl
             progress.advance(1)
             return out
 
@@ -203,8 +226,16 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
         documents: dict[str, int] = {}
         try:
             loaded = task_manager.load([spec.name])
-        except (KeyError, ValueError) as exc:
-            raise InputError(f"unknown lm-eval task {spec.name!r} ({exc}); check the task name") from None
+        except Exception as exc:
+            from quantgate.lmeval.datasets_cache import missing_dataset
+
+            # reading a prepared cache, a task that exists but cannot load: its data is missing
+            missing = None if isinstance(exc, KeyError) else missing_dataset(spec.name, exc)
+            if missing is not None:
+                raise missing from None
+            if isinstance(exc, (KeyError, ValueError)):
+                raise InputError(f"unknown lm-eval task {spec.name!r} ({exc}); check the task name") from None
+            raise
         groups = loaded.get("groups", {})
         objs = [groups[spec.name]] if spec.name in groups else list(loaded["tasks"].values())
         for leaf_name, leaf in loaded["tasks"].items():
@@ -293,7 +324,12 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
     progress = progress or SilentProgress()
     specs = resolve_tasks(config.suite, config.tasks)
     redactor = Redactor([config.secret()])
-    offline_environment(require_offline=config.offline if config.offline is not None else config.uses_local_data)
+    if config.datasets is not None:
+        from quantgate.lmeval.datasets_cache import use_cache
+
+        use_cache(config.datasets)  # Hub offline; a missing dataset fails at task loading, naming the task
+    offline_environment(require_offline=config.offline if config.offline is not None else
+                        (config.uses_local_data or config.datasets is not None))
     _quiet_progress_bars()
     handler = _configure_logging(redactor, verbose)
 
@@ -301,8 +337,13 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
     if config.engine == "api":
         if not config.endpoint:
             raise InputError("--endpoint is required (or use --engine vllm --model-path PATH)")
+        if config.ca_bundle:
+            context_from_file(config.ca_bundle)  # unreadable or not PEM: InputError now, not a TLS error later
+        if config.insecure_skip_verify:
+            _insecure_warning(config.endpoint, progress)
         progress.message(f"preflight {public_url(config.endpoint)}")
-        endpoint = preflight(config.endpoint, config.model, config.secret(), need_remote_tokenizer=not config.tokenizer)
+        endpoint = preflight(config.endpoint, config.model, config.secret(), need_remote_tokenizer=not config.tokenizer,
+                             trust=config.trust)
         model_args = api_model_args(config, endpoint)
         if not config.max_length and not endpoint.max_model_len:
             progress.message(f"warning: the server does not report max_model_len; using {DEFAULT_MAX_LENGTH} "
@@ -324,6 +365,8 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
         "model": endpoint.model if endpoint else config.vllm.model_path,
         "suite": config.suite if not config.tasks else None,
         "localData": config.uses_local_data,
+        "datasetsCache": str(config.datasets) if config.datasets is not None else None,
+        "tlsVerify": "off" if config.insecure_skip_verify else ("caBundle" if config.ca_bundle else "system"),
         "concurrency": config.concurrency if endpoint else None,
         "maxLength": model_args.get("max_length") or model_args.get("max_model_len"),
         "seed": config.seed, "lmEvalVersion": _lm_eval_version(), "quantgateVersion": __version__,
@@ -365,6 +408,16 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
     return config.output
 
 
+def _insecure_warning(url: str, progress: Progress) -> None:
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # one loud line instead of one per request
+    line = (f"WARNING: TLS certificate verification is OFF for {public_url(url)} (insecureSkipVerify): anyone on "
+            "the network path can impersonate this model; give its CA with caBundle instead")
+    logging.getLogger("quantgate.runner").warning(line)
+    progress.message(line)
+
+
 def _fail(staging: Path, manifest: dict, message: str) -> None:
     manifest.update({"complete": False, "finishedAt": _now(), "error": message})
     try:
@@ -392,6 +445,7 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
         headers = {"Authorization": f"Bearer {config.secret()}"} if config.secret() else {"Authorization": "Bearer "}
         lm_class = _instrumented_completions(progress)
         lm = lm_class(**model_args, header=headers, auth_token=config.secret())
+        lm.use_trust(config.trust)
         model, recorded_args = lm, model_args
     else:
         model, recorded_args = "vllm", model_args

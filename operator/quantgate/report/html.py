@@ -102,6 +102,7 @@ def render_html(m: Matrix, title: str = "quantgate decision matrix") -> str:
 Scores are each task's primary metric ({metrics}).</p>
 <div style="overflow-x:auto"><table id="matrix"><thead><tr>{"".join(f"<th>{escape(h)}</th>" for h in head)}</tr></thead>
 <tbody>{"".join(cells)}</tbody></table></div>
+<p id="selected">Selected: <b>{escape(m.selected.name or "none")}</b> ({escape(m.selected.reason)})</p>
 <h2>Drop per task</h2>
 <figure>{drop_chart(m)}<figcaption>Positive = the variant is worse than {escape(m.rows[0].name)};
 dashed lines are the general bounds on the average drop, red lines task limits.</figcaption></figure>

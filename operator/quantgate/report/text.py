@@ -111,10 +111,11 @@ def render_matrix(m: Matrix, fmt: str) -> str:
         out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in rows]
         out += ["", f"Scores are each task's primary metric; {policy}."]
+        out += ["", f"**Selected**: {m.selected.name or 'none'} ({m.selected.reason})"]
         for r in m.rows[1:]:
             out += ["", f"**{r.name}**: {r.verdict.value}", *(f"- {x}" for x in r.comparison.reasons)]
         return "\n".join(out)
-    out = [_grid(head, rows), "", policy]
+    out = [_grid(head, rows), "", policy, f"selected: {m.selected.name or 'none'} ({m.selected.reason})"]
     for r in m.rows[1:]:
         out += [f"{r.name}: {r.verdict.value}", *(f"  - {x}" for x in r.comparison.reasons)]
     return "\n".join(out)

@@ -43,6 +43,12 @@ class Variant(CamelModel):
     api_key: str | None = Field(None, description="Require this bearer token on /v1/* (like vllm --api-key).")
     route_prefix: str = Field("", description="e.g. /openai: serve KServe-style /openai/v1/... routes.")
     tokenizer_endpoints: bool = Field(True, description="Serve /tokenize, /detokenize, /tokenizer_info.")
+    tls_cert_file: str | None = Field(None, description="Serve HTTPS with this PEM certificate (chain) ...")
+    tls_key_file: str | None = Field(None, description="... and this PEM private key.")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert_file else "http"
 
     @property
     def served_model(self) -> str:
@@ -53,6 +59,8 @@ class Variant(CamelModel):
         for task, value in [*self.accuracy.items(), *self.flip_rate.items()]:
             if not 0 <= value <= 1:
                 raise ValueError(f"variant {self.name}: {task} must be between 0 and 1, got {value}")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(f"variant {self.name}: give both tlsCertFile and tlsKeyFile, or neither")
         return self
 
 

@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         for row in m.rows[1:]:
             if row.verdict.value in ("Block", "ABTest") or p == "general":
                 print(f"{row.name} [{p}]: {row.verdict.value} - {row.comparison.reasons[0]}")
+    print()
+    for p, m in matrices.items():
+        print(f"selected [{p}]: {m.selected.name or 'none'} ({m.selected.reason})")
     reports = []
     for p, m in matrices.items():
         path = out / f"report-{p}.html"

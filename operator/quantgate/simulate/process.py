@@ -16,14 +16,14 @@ from pathlib import Path
 
 from quantgate.simulate.config import FleetConfig
 from quantgate.simulate.index import ItemIndex
-from quantgate.simulate.server import build_app, serve
+from quantgate.simulate.server import build_app, serve, tls_context
 from quantgate.simulate.tokenizer import default_tokenizer
 
 
 async def _main(config: FleetConfig, name: str, index_path: Path, host: str, port: int) -> None:
     variant = config.variant(name)
     app = build_app(config, variant, ItemIndex.load(index_path), default_tokenizer())
-    runner, bound = await serve(app, host, port)
+    runner, bound = await serve(app, host, port, tls_context(variant))
     print(f"LISTENING {bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

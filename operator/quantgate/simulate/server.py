@@ -166,10 +166,21 @@ def build_app(config: FleetConfig, variant: Variant, index: ItemIndex, tokenizer
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+def tls_context(variant: Variant):
+    """The server-side TLS context of a variant with tlsCertFile/tlsKeyFile, else None (plain HTTP)."""
+    if not variant.tls_cert_file:
+        return None
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(variant.tls_cert_file, variant.tls_key_file)
+    return context
+
+
+async def serve(app: web.Application, host: str, port: int, ssl_context=None) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # hung handlers must not delay exit
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     sock = site._server.sockets[0]  # the bound port when port=0
     return runner, sock.getsockname()[1]
