@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of each task (not for tiny tasks)")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight (lm-eval's own default is 1)")
     p.add_argument("--max-length", type=int, help="context length (default: the server's max_model_len)")
+    p.add_argument("--shard", metavar="I/N", help="evaluate only shard I (0-based) of N, split by expected cost; "
+                   "join the N outputs with `quantgate merge`")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace an existing --output directory")
     p.add_argument("--tokenizer", metavar="PATH", help="local Hugging Face tokenizer, for servers without /tokenize")
@@ -125,10 +127,19 @@ def config_from_args(args):
             concurrency=args.concurrency, max_length=args.max_length, tokenizer=args.tokenizer,
             api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
             request_timeout=args.request_timeout, vllm=vllm, force=args.force, label=args.label,
-            local_data=True if args.local_data else None)
+            local_data=True if args.local_data else None, shard=_shard(args.shard))
     except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
         first = str(exc).splitlines()
         raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    from quantgate.lmeval.shard import parse_shard
+
+    shard = parse_shard(text)
+    return shard.index, shard.count
 
 
 def run(args) -> int:

@@ -83,6 +83,8 @@ class RunConfig(BaseModel):
                                     "lets an explicit task list run on them.")
     offline: bool | None = Field(None, description="HF offline mode; default: on with local data.")
     label: str = ""
+    shard: tuple[int, int] | None = Field(None, description="(index, count): evaluate only this shard of the "
+                                          "plan (quantgate.lmeval.shard); join the shards with `quantgate merge`.")
 
     @property
     def uses_local_data(self) -> bool:
@@ -368,6 +370,10 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
     task_manager = _task_manager(config.uses_local_data)
     objs, samples, plan = _load_tasks(task_manager, specs, config.limit)
     manifest["tasks"] = plan
+    if config.shard:
+        from quantgate.lmeval.shard import Shard, restrict
+
+        objs, samples, manifest["shard"] = restrict(objs, samples, Shard(*config.shard))
 
     if config.engine == "api":
         headers = {"Authorization": f"Bearer {config.secret()}"} if config.secret() else {"Authorization": "Bearer "}
