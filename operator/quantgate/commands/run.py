@@ -156,7 +156,12 @@ def run(args) -> int:
         except ImportError as exc:
             raise PublishFailed(f"cannot publish results: {exc}") from None
         try:
-            publish_run(run_dir, publish[0], publish[1], args.role)
+            if config.shard:  # one index of a sharded Job: its share, merged by the operator
+                from quantgate.k8s.shard_channel import publish_shard
+
+                publish = (publish[0], publish_shard(run_dir, publish[0], publish[1], args.role))
+            else:
+                publish_run(run_dir, publish[0], publish[1], args.role)
         except QuantgateError:
             raise
         except Exception as exc:  # kubernetes ApiException and friends: one line

@@ -27,6 +27,7 @@ class Settings:
     baseline_cache: bool = True
     default_requests_cpu: str = "250m"
     default_requests_memory: str = "512Mi"
+    kueue_queue: str = ""  # Kueue LocalQueue for runner Jobs whose spec names none ("": no Kueue)
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":
