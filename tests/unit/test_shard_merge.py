@@ -62,7 +62,8 @@ def _results(run_dir):
 def test_merged_run_equals_the_unsharded_run(runs, model, n):
     full, merged = runs / model / "full", runs / model / f"merged{n}"
     a, b = _results(full), _results(merged)
-    for key in ("results", "groups", "group_subtasks", "n-shot", "higher_is_better", "n-samples", "configs"):
+    for key in ("results", "groups", "group_subtasks", "n-shot", "higher_is_better", "n-samples", "configs",
+                "versions"):
         assert a[key] == b[key], key
     # the same documents, prompts (few-shot examples included), responses and per-question values
     assert _records(full) == _records(merged)

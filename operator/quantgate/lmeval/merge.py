@@ -342,8 +342,7 @@ def merge(shards: list[ShardRun]) -> tuple[dict, dict[str, list[dict]], dict[str
         "results": metrics,
         "group_subtasks": {g: list(groups[g]["children"]) for g in groups},
         "configs": dict(sorted(configs.items())),
-        "versions": dict(sorted({**versions, **{g: template.get("versions", {}).get(g, "N/A")
-                                                for g in groups}}.items())),
+        "versions": dict(sorted({**versions, **{g: versions.get(g, "N/A") for g in groups}}.items())),
         "n-shot": dict(sorted(n_shot.items())),
         "higher_is_better": dict(sorted(hib.items())),
         "n-samples": {t: {"original": originals[t], "effective": lens[t]} for t in tasks},
