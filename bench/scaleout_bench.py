@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,12 @@ def fleet_config() -> dict:
     return cfg
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of the finished runner processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(jobs: list[RunJob]) -> float:
     started = time.monotonic()
     run_all(jobs)
@@ -77,9 +84,11 @@ def main() -> None:
             f.__enter__()
         try:
             load_before = os.getloadavg()
+            cpu0 = cpu_seconds()
             one = run([RunJob(m, run_args(fleets[0].url(m), out / "p1" / m, suite="local", label=f"p1 {m}",
                                           progress_interval=30), out / "p1" / m) for m in MODELS])
             load_mid = os.getloadavg()
+            cpu1 = cpu_seconds()
             jobs = []
             for m in MODELS:
                 for i in range(SHARDS):
@@ -92,6 +101,8 @@ def main() -> None:
                 merge_dirs([out / "p4" / m / f"s{i}" for i in range(SHARDS)], out / "p4" / m / "merged")
             four = time.monotonic() - started
             load_after = os.getloadavg()
+            cpu4 = cpu_seconds() - cpu1
+            cpu1 -= cpu0
             requests = [f.stats(m)["completions"] for f in fleets for m in MODELS]
         finally:
             for f in fleets:
@@ -112,11 +123,15 @@ def main() -> None:
     print(f"parallelism 1: {one:.1f}s   parallelism {SHARDS}: {four:.1f}s (merge included)   "
           f"speedup {one / four:.2f}x (goal >= 3.2)")
     print(f"identical results and comparison: {identical} (verdict {verdict})")
+    print(f"runner CPU: parallelism 1 {cpu1:.0f}s over {one:.0f}s wall ({cpu1 / one:.2f} cores busy), parallelism "
+          f"{SHARDS} {cpu4:.0f}s over {four:.0f}s ({cpu4 / four:.2f} cores); achieved {per_model / one:.1f} req/s "
+          f"per model unsharded against {MAX_NUM_SEQS / (LATENCY_MS / 1000):.0f} req/s a replica serves")
     print(f"machine: {os.cpu_count()} CPUs; load average before {load_before[0]:.1f}, after parallelism 1 "
           f"{load_mid[0]:.1f}, after parallelism {SHARDS} {load_after[0]:.1f}")
     print(json.dumps({"bench": "scaleout", "shards": SHARDS, "suite": "local", "requests_per_model": per_model,
                       "seconds_p1": round(one, 2), "seconds_p4": round(four, 2), "speedup": round(one / four, 2),
                       "ideal_speedup": SHARDS, "identical": identical, "cpus": os.cpu_count(),
+                      "runner_cpu_seconds_p1": round(cpu1, 1), "runner_cpu_seconds_p4": round(cpu4, 1),
                       "load_avg": [round(load_before[0], 1), round(load_after[0], 1)]}))
 
 
