@@ -77,3 +77,21 @@ def test_bad_shard_arguments(text):
 def test_shard_argument():
     s = parse_shard("2/5")
     assert (s.index, s.count, str(s)) == (2, 5, "2/5")
+
+
+def test_a_task_whose_aggregation_the_merge_cannot_reproduce_is_refused_before_running():
+    from types import SimpleNamespace
+
+    from lm_eval.api.metrics import mean
+
+    from quantgate.lmeval.merge import unmergeable
+
+    config = {"metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+    plain = SimpleNamespace(dump_config=lambda: config, aggregation=lambda: {"acc": mean})
+    assert unmergeable(plain) is None
+
+    def irt_estimate(items):  # e.g. tinyBenchmarks' estimator: needs every item at once
+        return 0.0
+
+    custom = SimpleNamespace(dump_config=lambda: config, aggregation=lambda: {"acc": irt_estimate})
+    assert "irt_estimate" in unmergeable(custom)

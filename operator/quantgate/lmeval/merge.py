@@ -160,14 +160,32 @@ def _aggregations(config: dict) -> dict:
     out = {}
     for entry in config.get("metric_list") or []:
         metric, agg = entry.get("metric"), entry.get("aggregation")
+        fn = None
         if isinstance(agg, str) and agg:
-            out[metric] = get_aggregation(agg)
+            fn = get_aggregation(agg)
         elif agg is None:
             try:
-                out[metric] = get_metric_aggregation(metric)
+                fn = get_metric_aggregation(metric)
             except (KeyError, ValueError, AttributeError):
-                continue
+                fn = None
+        if fn is not None:
+            out[metric] = fn
     return out
+
+
+def unmergeable(task) -> str | None:
+    """Why shards of this loaded lm-eval task could not be merged exactly (None: they can):
+    a metric whose aggregation the merge, reading the task's recorded config, would not
+    find as the very function lm-eval uses."""
+    try:
+        found = _aggregations(dict(task.dump_config()))
+        used = task.aggregation()
+    except Exception as exc:  # an exotic task: refuse rather than guess
+        return f"its configuration cannot be read ({type(exc).__name__})"
+    for metric, fn in used.items():
+        if found.get(metric) is not fn:
+            return f"metric {metric} aggregates with {getattr(fn, '__name__', fn)!s}, not a registered aggregation"
+    return None
 
 
 def _task_metrics(task: str, config: dict, records: list[dict]) -> tuple[dict, int]:

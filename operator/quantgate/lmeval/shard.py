@@ -237,6 +237,13 @@ def _prune(group, keep: set[str]) -> None:
 
 def restrict(objs, samples: dict[str, list[int]] | None, shard: Shard):
     """Apply `shard` to loaded lm-eval objects; return (objs, samples, manifest entry)."""
+    if shard.count > 1:
+        from quantgate.lmeval.merge import unmergeable
+
+        for leaf in _leaves(objs):
+            why = unmergeable(leaf)
+            if why:
+                raise InputError(f"task {leaf.task_name} cannot be sharded ({why}); run it without --shard")
     units = plan_units(objs, samples)
     recipes = group_recipes(objs)
     pieces = split(units, shard.count)[shard.index]
