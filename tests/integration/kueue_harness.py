@@ -24,6 +24,9 @@ from quantgate.dev import paths
 from quantgate.dev.harness import wait_for
 
 
+CONVERTED = ("localqueues", "clusterqueues", "cohorts", "workloads", "multikueueclusters")
+
+
 def kueue_binary() -> Path:
     return paths.bin_dir() / "kueue"
 
@@ -53,8 +56,24 @@ class KueueProcess:
             "manageJobsWithoutQueueName": False,
         }
 
+    def crds(self) -> Path:
+        """Kueue's CRDs as its release installs them: the five with two versions get a conversion
+        webhook (Kueue's certificate rotator injects its CA there and waits until it could).
+        Everything here speaks the storage version v1beta2, so the apiserver never calls it."""
+        out = self.workdir / "crds"
+        out.mkdir(exist_ok=True)
+        for f in sorted(kueue_crds().glob("*.yaml")):
+            crd = yaml.safe_load(f.read_text())
+            if crd["metadata"]["name"].split(".")[0] in CONVERTED:
+                crd["spec"]["conversion"] = {"strategy": "Webhook", "webhook": {
+                    "clientConfig": {"service": {"namespace": "kueue-system", "name": "kueue-webhook-service",
+                                                 "path": "/convert"}},
+                    "conversionReviewVersions": ["v1"]}}
+            (out / f.name).write_text(yaml.safe_dump(crd))
+        return out
+
     def start(self) -> "KueueProcess":
-        self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(kueue_crds()))
+        self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(self.crds()))
         for crd in ("clusterqueues", "localqueues", "resourceflavors", "workloads"):
             self.cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.kueue.x-k8s.io", "--timeout=60s")
         self.cluster.kubectl("create", "namespace", "kueue-system", check=False)
