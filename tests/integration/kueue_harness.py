@@ -77,6 +77,10 @@ class KueueProcess:
         for crd in ("clusterqueues", "localqueues", "resourceflavors", "workloads"):
             self.cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.kueue.x-k8s.io", "--timeout=60s")
         self.cluster.kubectl("create", "namespace", "kueue-system", check=False)
+        # Kueue's install ships this Secret empty; its certificate rotator fills it and fails without it
+        # ('acquiring secret to update certificates: Secret "kueue-webhook-server-cert" not found')
+        self.cluster.kubectl("create", "secret", "generic", "kueue-webhook-server-cert", "-n", "kueue-system",
+                             check=False)
         cfg = self.workdir / "kueue-config.yaml"
         cfg.write_text(yaml.safe_dump(self.config()))
         env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
