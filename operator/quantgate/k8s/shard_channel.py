@@ -51,8 +51,13 @@ def read_results(cluster, namespace: str, name: str, count: int):
     from quantgate.lmeval.merge import merge_payloads
 
     payloads = [decode(read_payload(cluster.core, namespace, shard_name(name, i))) for i in range(count)]
+    from quantgate.lmeval.results import RunResults
+
     try:
         with tempfile.TemporaryDirectory(prefix="quantgate-merge-") as work:
-            return merge_payloads(payloads, Path(work))
+            merged = merge_payloads(payloads, Path(work))
+        # exactly what an unsharded runner publishes and the operator reads back (the compact
+        # form's rounding of continuous per-question values and its key order included)
+        return RunResults.from_compact(decode(encode(merged.to_compact())))
     except (QuantgateError, KeyError, TypeError, ValueError) as exc:  # fail closed, one line
         raise ResultsError(f"shards of {namespace}/{name} cannot be merged: {exc}") from None
