@@ -90,8 +90,28 @@ class KueueProcess:
                                       str(self.cluster.kubeconfig), "--visibility-server-port", str(free_port())],
                                      env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        wait_for(self.ready, timeout=120, what="kueue /readyz")
+        wait_for(self.mount_certs, timeout=120, interval=0.5, what="Kueue's webhook certificate Secret")
+        wait_for(self.ready, timeout=300, what="kueue /readyz")
         return self
+
+    def mount_certs(self) -> bool:
+        """What the kubelet does for Kueue's pod: its certificate Secret, once filled, as files in
+        the certDir (Kueue waits for them there before it starts its controllers)."""
+        import base64
+        import json
+
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"kueue exited: {self.log()[-3000:]}")
+        out = self.cluster.kubectl("get", "secret", "kueue-webhook-server-cert", "-n", "kueue-system", "-o", "json",
+                                   check=False)
+        data = (json.loads(out.stdout).get("data") or {}) if out.returncode == 0 else {}
+        if "tls.crt" not in data or "tls.key" not in data:
+            return False
+        certs = self.workdir / "certs"
+        certs.mkdir(exist_ok=True)
+        for key, value in data.items():
+            (certs / key).write_bytes(base64.b64decode(value))
+        return True
 
     def ready(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
