@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (once per pinned version) the control-plane binaries the tests and `quantgate dev`
-# use: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, helm.
+# use: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, helm, and the
+# Kueue controller manager with its CRDs (kueue-crds/, from the same module source).
 # Binaries land in ~/.cache/quantgate/bin/<component>-<version>/ with stable links in
 # ~/.cache/quantgate/bin/. A stamp file records the pin; a changed pin rebuilds.
 set -euo pipefail
@@ -8,6 +9,7 @@ set -euo pipefail
 K8S_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
 HELM_VERSION=v3.22.0
+KUEUE_VERSION=v0.17.0
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${QUANTGATE_CACHE:-$HOME/.cache/quantgate}
@@ -51,11 +53,23 @@ build kubernetes "$K8S_VERSION" cluster "-s -w$stamp_k8s" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 
+build kueue "$KUEUE_VERSION" kueue "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" \
+  sigs.k8s.io/kueue/cmd/kueue
+if [[ ! -d $bin/$KUEUE_VERSION/kueue-crds ]]; then  # the CRDs of the same version, for `kubectl apply`
+  src=$(cd "$root/tools/kueue" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)
+  mkdir -p "$bin/$KUEUE_VERSION/kueue-crds.tmp"
+  cp "$src"/config/components/crd/bases/*.yaml "$bin/$KUEUE_VERSION/kueue-crds.tmp/"
+  chmod -R u+w "$bin/$KUEUE_VERSION/kueue-crds.tmp"
+  mv "$bin/$KUEUE_VERSION/kueue-crds.tmp" "$bin/$KUEUE_VERSION/kueue-crds"
+fi
+
 link() { ln -sfn "$bin/$2/$1" "$bin/$1"; }
 link etcd "$ETCD_VERSION"
 link helm "$HELM_VERSION"
 for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do link "$b" "$K8S_VERSION"; done
-for b in etcd helm kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+link kueue "$KUEUE_VERSION"
+link kueue-crds "$KUEUE_VERSION"
+for b in etcd helm kube-apiserver kube-controller-manager kube-scheduler kubectl kueue; do
   [[ -x $bin/$b ]] || { echo "tools: $bin/$b missing after build" >&2; exit 1; }
 done
 echo "tools: ready in $bin"

@@ -31,6 +31,12 @@ the chart's ServiceAccounts) and that nothing more is allowed.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
+{{- if .Values.runner.kueueQueue }}
+# Why Kueue holds a runner Job back (its Workload's conditions), shown in the evaluation's status.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [get, list]
+{{- end }}
 {{- if .Values.operator.readSecrets }}
 # API keys of endpoints for the preflight check: get by name only, never list or watch.
 - apiGroups: [""]

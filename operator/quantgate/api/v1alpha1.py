@@ -245,7 +245,16 @@ class RunnerSpec(CamelModel):
     tolerations: list[Toleration] | None = Field(None, description="Tolerations of the runner pod.", max_length=32)
     concurrency: int = Field(32, ge=1, le=1024, description="Requests in flight per model endpoint.")
     timeout_seconds: int = Field(3600, ge=30, le=7 * 86400, description="Job activeDeadlineSeconds.")
-    backoff_limit: int = Field(1, ge=0, le=10, description="Job retries before the evaluation fails.")
+    backoff_limit: int = Field(1, ge=0, le=10, description="Job retries before the evaluation fails "
+                               "(with parallelism > 1: retries of each index).")
+    parallelism: int = Field(1, ge=1, le=64, description="Shards of the evaluation, run as the indexes of an "
+                             "Indexed Job (each evaluates its share of the documents, split by expected cost); "
+                             "the operator merges their results, equal to an unsharded run's, before deciding. "
+                             "An index that fails for good fails the evaluation.")
+    queue_name: str | None = Field(None, description="Kueue LocalQueue for the runner Job (label "
+                                   "kueue.x-k8s.io/queue-name; the Job is created suspended and Kueue admits it); "
+                                   "default: the operator's --kueue-queue setting, if any.",
+                                   min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def _spec_rules() -> list[dict]:

@@ -41,6 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of each task (not for tiny tasks)")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight (lm-eval's own default is 1)")
     p.add_argument("--max-length", type=int, help="context length (default: the server's max_model_len)")
+    p.add_argument("--shard", metavar="I/N", help="evaluate only shard I (0-based) of N, split by expected cost; "
+                   "join the N outputs with `quantgate merge`")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace an existing --output directory")
     p.add_argument("--tokenizer", metavar="PATH", help="local Hugging Face tokenizer, for servers without /tokenize")
@@ -142,10 +144,20 @@ def config_from_args(args):
             local_data=True if args.local_data else None, fraction=args.fraction,
             request_cache=Path(args.request_cache) if args.request_cache else None,
             ca_bundle=args.ca_bundle, insecure_skip_verify=args.insecure_skip_verify,
-            datasets=Path(args.datasets) if args.datasets else None)
+            datasets=Path(args.datasets) if args.datasets else None,
+            shard=_shard(args.shard))
     except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
         first = str(exc).splitlines()
         raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    from quantgate.lmeval.shard import parse_shard
+
+    shard = parse_shard(text)
+    return shard.index, shard.count
 
 
 def run(args) -> int:
@@ -162,7 +174,12 @@ def run(args) -> int:
         except ImportError as exc:
             raise PublishFailed(f"cannot publish results: {exc}") from None
         try:
-            publish_run(run_dir, publish[0], publish[1], args.role)
+            if config.shard:  # one index of a sharded Job: its share, merged by the operator
+                from quantgate.k8s.shard_channel import publish_shard
+
+                publish = (publish[0], publish_shard(run_dir, publish[0], publish[1], args.role))
+            else:
+                publish_run(run_dir, publish[0], publish[1], args.role)
         except QuantgateError:
             raise
         except Exception as exc:  # kubernetes ApiException and friends: one line

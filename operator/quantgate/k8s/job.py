@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, TaskSpec
 from quantgate.k8s import ca_bundles, datasets_volume, names
 from quantgate.k8s.endpoints import Resolved
+from quantgate.k8s.scaleout import scale_out
 from quantgate.k8s.settings import Settings
 
 WORK = "/var/run/quantgate"
@@ -179,7 +180,7 @@ def build_job(ev: Evaluation, baseline: Resolved | None, candidate: Resolved, se
         pod["nodeSelector"] = dict(ev.spec.runner.node_selector)
     if ev.spec.runner.tolerations:
         pod["tolerations"] = [t.dump() for t in ev.spec.runner.tolerations]
-    return {
+    return scale_out({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -193,4 +194,4 @@ def build_job(ev: Evaluation, baseline: Resolved | None, candidate: Resolved, se
             "activeDeadlineSeconds": ev.spec.runner.timeout_seconds,
             "template": {"metadata": {"labels": lbl}, "spec": pod},
         },
-    }
+    }, ev.spec, settings)  # parallelism (Indexed Job) and Kueue: quantgate.k8s.scaleout

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import ca_bundles, endpoints, memory, names
+from quantgate.k8s import ca_bundles, endpoints, kueue, memory, names, scaleout, shard_channel
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
@@ -303,6 +303,7 @@ class Reconciler:
         if plan.reused:
             job["metadata"]["annotations"] = {ANN_BASELINE_RESULTS: plan.reused}
         wait = None
+        kueued = scaleout.suspended(job)  # Kueue admits it: its quota, not --max-concurrent, is the limit
         order = ((start or status).get("startedAt") or "", meta.get("creationTimestamp") or "", ns, name)
         with self._capacity:  # count-then-reserve is one critical section; API calls stay outside
             active = self.active.all()
@@ -315,7 +316,7 @@ class Reconciler:
                 self.queue.leave(ns, name)
                 wait = Wait(Phase.PENDING, "BaselineInProgress",
                             f"the same baseline is being evaluated by Job {other['name']}; its results will be reused")
-            elif self.queue.ahead_of((ns, name), order) >= free:  # no slot left for it (FIFO)
+            elif not kueued and self.queue.ahead_of((ns, name), order) >= free:  # no slot left (FIFO)
                 wait = Wait(Phase.PENDING, "Queued",
                             f"waiting for a free runner slot ({self.settings.max_concurrent} Jobs at most)")
             else:
@@ -343,7 +344,11 @@ class Reconciler:
         refs = results_refs(job_name, plan.reused)
         msg = f"runner Job {job_name} evaluating " + ("the candidate (baseline reused)" if plan.reused
                                                       else "baseline and candidate")
-        self._patch(body, {**(start or {}), **st.progress(Phase.RUNNING, "JobCreated", msg, gen, status,
+        phase, reason = Phase.RUNNING, "JobCreated"
+        if kueued:
+            self.active.finished(ns, job_name)
+            phase, reason, msg = Phase.PENDING, "QueuedByKueue", kueue.waiting_message(job, None)
+        self._patch(body, {**(start or {}), **st.progress(phase, reason, msg, gen, status,
                                                           jobName=job_name, resultsRef=refs)})
 
     def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
@@ -357,6 +362,12 @@ class Reconciler:
             self._fail(body, "JobFailed", f"runner Job {job_name} failed: {message}")
         elif outcome == "Complete":
             self._finish(body, spec, job)
+        elif scaleout.suspended(job):  # waits for Kueue's admission; the poller revisits it
+            message = kueue.waiting_message(job, kueue.workload_of(self.cluster, body["metadata"]["namespace"], job))
+            if (status.get("phase"), status.get("reason"), status.get("message")) != \
+                    (Phase.PENDING.value, "QueuedByKueue", message):
+                self._patch(body, st.progress(Phase.PENDING, "QueuedByKueue", message, gen, status, jobName=job_name,
+                                              resultsRef=results_refs(job_name, reused_baseline(job))))
         elif status.get("phase") != Phase.RUNNING.value or status.get("jobName") != job_name:
             refs = results_refs(job_name, reused_baseline(job))
             self._patch(body, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
@@ -369,9 +380,11 @@ class Reconciler:
         ns, gen = meta["namespace"], meta.get("generation", 1)
         job_name = job["metadata"]["name"]
         refs = results_refs(job_name, reused_baseline(job))
+        shards = scaleout.shard_count(job)  # an Indexed Job's roles come in shards: merged here
         try:
-            baseline = self.cluster.read_results(ns, refs["baseline"])
-            candidate = self.cluster.read_results(ns, refs["candidate"])
+            baseline = shard_channel.read_results(self.cluster, ns, refs["baseline"],
+                                                  1 if refs["baselineReused"] else shards)
+            candidate = shard_channel.read_results(self.cluster, ns, refs["candidate"], shards)
         except ResultsError as exc:
             self._fail(body, "ResultsMissing" if "not found" in str(exc) or "incomplete" in str(exc)
                        else "ResultsMalformed", str(exc))

@@ -32,6 +32,7 @@ class Settings:
     datasets_pvc: str = ""  # default spec.datasets: a PVC in the evaluation's namespace ...
     datasets_image: str = ""  # ... or an OCI image (image volume)
     datasets_sub_path: str = ""
+    kueue_queue: str = ""  # Kueue LocalQueue for runner Jobs whose spec names none ("": no Kueue)
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":

@@ -91,6 +91,8 @@ class RunConfig(BaseModel):
                                    "documents, a prefix of a seeded order per subtask (quantgate.decision.progressive).")
     request_cache: Path | None = Field(None, description="lm-eval request cache (sqlite path prefix): a later "
                                        "stage reuses the answers of the earlier ones instead of asking again.")
+    shard: tuple[int, int] | None = Field(None, description="(index, count): evaluate only this shard of the "
+                                          "plan (quantgate.lmeval.shard); join the shards with `quantgate merge`.")
 
     @property
     def uses_local_data(self) -> bool:
@@ -440,6 +442,10 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
     task_manager = _task_manager(config.uses_local_data)
     objs, samples, plan = _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
     manifest["tasks"] = plan
+    if config.shard:
+        from quantgate.lmeval.shard import Shard, restrict
+
+        objs, samples, manifest["shard"] = restrict(objs, samples, Shard(*config.shard))
 
     if config.engine == "api":
         headers = {"Authorization": f"Bearer {config.secret()}"} if config.secret() else {"Authorization": "Bearer "}

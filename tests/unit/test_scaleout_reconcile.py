@@ -1,0 +1,50 @@
+"""The reconciler with scale-out (in-memory cluster of test_status_reconcile): Kueue-queued Jobs
+skip the operator's own cap and show Kueue's reason; a sharded Job's roles are read in shards."""
+
+from test_status_reconcile import NS, SPEC, world  # noqa: F401  (fixture)
+
+from quantgate.k8s import kueue, names, reconcile as rc
+
+WAITING = {"status": {"conditions": [{"type": "QuotaReserved", "status": "False", "reason": "Pending",
+                                      "message": "couldn't assign flavors to pod set main: insufficient unused "
+                                                 "quota for nvidia.com/gpu in flavor default-flavor, 1 more needed"}]}}
+
+
+def test_kueue_jobs_are_created_suspended_past_the_cap_and_show_kueues_reason(world, monkeypatch):
+    cluster, rec = world  # max_concurrent=2
+    monkeypatch.setattr(kueue, "workload_of", lambda *a: WAITING)
+    spec = {**SPEC, "runner": {"queueName": "gpu"}}
+    for n in ("a", "b", "c"):
+        cluster.add_eval(n, spec)
+        rec.reconcile(NS, n)
+    assert len(cluster.created_jobs) == 3  # Kueue's quota decides, not --max-concurrent
+    for n in ("a", "b", "c"):
+        st = cluster.evals[n]["status"]
+        assert (st["phase"], st["reason"]) == ("Pending", "QueuedByKueue")
+        assert cluster.jobs[names.job_name(n, 1)]["spec"]["suspend"] is True
+    rec.reconcile(NS, "a")  # the poller's next visit reads the Workload
+    assert "insufficient unused quota for nvidia.com/gpu" in cluster.evals["a"]["status"]["message"]
+    cluster.jobs[names.job_name("a", 1)]["spec"]["suspend"] = False  # Kueue admits it
+    rec.reconcile(NS, "a")
+    assert cluster.evals["a"]["status"]["phase"] == "Running"
+    cluster.finish_job(names.job_name("a", 1))
+    rec.reconcile(NS, "a")
+    assert cluster.evals["a"]["status"]["verdict"] == "Ship"
+
+
+def test_a_sharded_jobs_roles_are_read_in_shards(world, monkeypatch):
+    cluster, rec = world
+    reads = []
+
+    def read_results(c, ns, name, count):
+        reads.append((name, count))
+        return name
+
+    monkeypatch.setattr(rc.shard_channel, "read_results", read_results)
+    cluster.add_eval("s", {**SPEC, "runner": {"parallelism": 4}})
+    rec.reconcile(NS, "s")
+    job = names.job_name("s", 1)
+    cluster.finish_job(job)
+    rec.reconcile(NS, "s")
+    assert sorted(reads) == [(names.results_name(job, "baseline"), 4), (names.results_name(job, "candidate"), 4)]
+    assert cluster.evals["s"]["status"]["verdict"] == "Ship"
