@@ -24,13 +24,14 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import endpoints, memory, names
+from quantgate.k8s import endpoints, memory, names, verified
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
 from quantgate.k8s.job import Evaluation, build_job
 from quantgate.k8s.results_channel import ResultsError
 from quantgate.k8s.settings import Settings
+from quantgate.k8s.trust import Untrusted
 
 log = logging.getLogger("quantgate.reconcile")
 ANN_BASELINE_RESULTS = "quantgate.io/baseline-results"
@@ -356,9 +357,12 @@ class Reconciler:
         ns, gen = meta["namespace"], meta.get("generation", 1)
         job_name = job["metadata"]["name"]
         refs = results_refs(job_name, reused_baseline(job))
-        try:
-            baseline = self.cluster.read_results(ns, refs["baseline"])
-            candidate = self.cluster.read_results(ns, refs["candidate"])
+        try:  # results are used only once every trust check passed (quantgate.k8s.trust)
+            run = verified.gather(self.cluster, body, spec, job, self.settings, reused_baseline(job))
+            baseline, candidate = run.baseline, run.candidate
+        except Untrusted as exc:
+            self._fail(body, "ResultsUntrusted", str(exc))
+            return
         except ResultsError as exc:
             self._fail(body, "ResultsMissing" if "not found" in str(exc) or "incomplete" in str(exc)
                        else "ResultsMalformed", str(exc))
@@ -369,7 +373,7 @@ class Reconciler:
             self._fail(body, "ComparisonFailed", str(exc))
             return
         seconds = self._waited(body.get("status") or {})
-        self._patch(body, st.succeeded(comparison, gen, body.get("status"), refs))
+        self._patch(body, {**st.succeeded(comparison, gen, body.get("status"), refs), "evidence": run.evidence})
         verdict = comparison.verdict.value
         note = f"{verdict}: average drop {comparison.average_drop:.2f}%" + (
             f"; {'; '.join(comparison.reasons)}" if comparison.reasons else "")
@@ -379,7 +383,7 @@ class Reconciler:
             self.cluster.event(body, "Normal", "Verdict", note)
         if self.metrics:
             self.metrics.count_verdict(verdict, seconds)
-        del baseline, candidate, comparison
+        del baseline, candidate, comparison, run
         memory.trim()  # decoded result sets can be tens of MB: give the pages back
         log.info("%s/%s generation %s: %s", ns, meta["name"], gen, note)
 
