@@ -160,7 +160,7 @@ def assemble(head, parts: list) -> bytes:
 # ---- I/O: the runner publishes, the operator reads ------------------------------------
 
 
-def _to_compact_document(run_dir: Path):
+def compact_document(run_dir: Path):
     """The compact results plus a `run` record from the run's manifest (model, task plan, versions),
     which the operator checks against the spec."""
     from quantgate.lmeval.results import load_run
@@ -184,7 +184,7 @@ def publish_run(run_dir: Path, namespace: str, name: str, role: str) -> None:
     """
     if role not in names.ROLES:
         raise ValueError(f"role must be one of {names.ROLES}, got {role!r}")
-    payload = encode(_to_compact_document(run_dir))
+    payload = encode(compact_document(run_dir))
     extra = {}
     if role == "baseline" and os.environ.get(names.ENV_BASELINE_KEY):
         extra[names.LABEL_BASELINE_KEY] = os.environ[names.ENV_BASELINE_KEY]
