@@ -130,7 +130,8 @@ def compact_doc(want, model=None):
     """A compact result document with a run record matching `want` (what the runner publishes)."""
     from quantgate.lmeval.results import COMPACT_VERSION
 
-    return {"v": COMPACT_VERSION, "tasks": {n: {"m": {"acc,none": 0.5}} for n, _, _ in want.tasks},
+    metrics = {"acc,none": 0.5, "acc_norm,none": 0.5, "exact_match,strict-match": 0.5}
+    return {"v": COMPACT_VERSION, "tasks": {n: {"m": dict(metrics)} for n, _, _ in want.tasks},
             "run": {"model": model or want.model, "lmEvalVersion": "0.4.13", "quantgateVersion": "0.1.0",
                     "tasks": [{"name": n, "numFewshot": shots, "limit": limit} for n, shots, limit in want.tasks]}}
 
