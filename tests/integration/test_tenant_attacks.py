@@ -44,7 +44,7 @@ FLEET = {"seed": 5, "reference": "fp16", "variants": [
     {"name": "same", "model": "m-same", "accuracy": ACC},
     {"name": "int4", "model": "m-int4", "accuracy": {**ACC, "gsm8k": 0.2}},
     # answers slowly: its runner container is still running while an attack publishes in its place
-    {"name": "slow", "model": "m-slow", "accuracy": ACC, "latencyMs": 2000},
+    {"name": "slow", "model": "m-slow", "accuracy": ACC, "latencyMs": 3000},
 ]}
 QUICK = {"suite": "local", "tasks": [{"name": "gsm8k", "limit": 8}]}
 STORED_LIMIT = 2 * 1024 * 1024  # the operator's results limits in this module
