@@ -79,15 +79,13 @@ def pct(values: list[float], q: float) -> float:
 
 def real_tiny_runs(fleet, work: Path) -> dict[str, bytes]:
     """One real lm-eval run per variant (local suite, 3 documents per task) → result payloads."""
-    from quantgate.lmeval.results import load_run
-
     payloads = {}
     for role, variant in (("baseline", "fp16"), ("candidate", "int4")):
         out = work / f"run-{variant}"
         subprocess.run([str(ROOT / ".venv/bin/quantgate"), "run", "--endpoint", fleet.url(variant), "--suite",
                         "local", "--limit", "3", "--output", str(out), "--force", "--progress-interval", "60"],
                        check=True, capture_output=True)
-        payloads[role] = results_channel.encode(load_run(out).to_compact())
+        payloads[role] = results_channel.encode(results_channel.compact_document(out))  # with its run record
     return payloads
 
 
@@ -96,7 +94,8 @@ def write_templates(payloads: dict[str, bytes], directory: Path) -> None:
     for role, payload in payloads.items():
         cms = results_channel.build_configmaps(payload, namespace="@NS@", name="@NAME@", role=role,
                                                evaluation="@OWNER@", owner_uid="@UID@",
-                                               extra_labels={names.LABEL_BASELINE_KEY: "@BKEY@"})
+                                               extra_labels={names.LABEL_BASELINE_KEY: "@BKEY@"},
+                                               job=("@JOB@", "@JOBUID@"), pod=("@POD@", "@PODUID@"))
         assert len(cms) == 1, "tiny results fit one ConfigMap"
         (directory / f"{role}.json").write_text(json.dumps(cms[0]))
 

@@ -7,7 +7,8 @@
 # pod's projected token and CA). curl, not kubectl: 400 kubectl starts cost more CPU than
 # the whole operator and would measure the stub, not the operator.
 # Usage (as the operator's --runner-command): runner_stub.sh TEMPLATE_DIR run ...args...
-# Templates: TEMPLATE_DIR/<role>.json with @NS@ @NAME@ @OWNER@ @UID@ @BKEY@.
+# Templates: TEMPLATE_DIR/<role>.json with @NS@ @NAME@ @OWNER@ @UID@ @BKEY@ @JOB@ @JOBUID@ @POD@ @PODUID@
+# (the Job and pod identity the operator verifies, from the downward API like the real runner).
 set -eu
 templates="$1"; shift
 target=""; role=""
@@ -22,6 +23,8 @@ ns="${target%%/*}"; name="${target#*/}"
 sa="${KUBELET_ROOT:-}/var/run/secrets/kubernetes.io/serviceaccount"
 sed -e "s|@NS@|$ns|g" -e "s|@NAME@|$name|g" -e "s|@OWNER@|${QUANTGATE_OWNER_NAME}|g" \
     -e "s|@UID@|${QUANTGATE_OWNER_UID}|g" -e "s|@BKEY@|${QUANTGATE_BASELINE_KEY:-none}|g" \
+    -e "s|@JOBUID@|${QUANTGATE_JOB_UID}|g" -e "s|@JOB@|${QUANTGATE_JOB_NAME}|g" \
+    -e "s|@PODUID@|${QUANTGATE_POD_UID}|g" -e "s|@POD@|${QUANTGATE_POD_NAME}|g" \
     "${templates}/${role}.json" |
   curl -sS --fail-with-body -o /dev/null --cacert "$sa/ca.crt" -H "Authorization: Bearer $(cat "$sa/token")" \
     -H "Content-Type: application/json" --data-binary @- \

@@ -85,9 +85,10 @@ class OperatorProcess:
         self.namespaces = namespaces or []
         self.proc: subprocess.Popen | None = None
         self.launcher = [QUANTGATE]
+        self.env: dict[str, str] = {}  # extra environment (QUANTGATE_* settings)
 
     def start(self) -> "OperatorProcess":
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), **self.env)
         env.pop("KUBERNETES_SERVICE_HOST", None)
         cmd = [*self.launcher, "operator", "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                "--runner-image", "quantgate:test", *self.args]

@@ -97,7 +97,9 @@ def test_ship_whole_path(env):
     assert all(c["securityContext"]["capabilities"] == {"drop": ["ALL"]} for c in pod["containers"])
     for role in ("baseline", "candidate"):
         cm = get(cluster, "configmap", st["resultsRef"][role], ns)
-        assert cm["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+        # owned by the Job (which the evaluation owns): it goes with the Job, and proves which Job made it
+        assert cm["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+        assert {r["role"]: r for r in st["evidence"]["results"]}[role]["uid"] == cm["metadata"]["uid"]
     assert any(e["reason"] == "Verdict" and e["type"] == "Normal" for e in _events(cluster, ns, "ship"))
     metrics = op.metrics()
     assert f'quantgate_evaluation_verdict{{evaluation="ship",namespace="{ns}",verdict="Ship"}} 1.0' in metrics

@@ -2,7 +2,7 @@
 
 Sufficient: with real tokens of the chart's ServiceAccounts (TokenRequest, not system:masters), every
 call the operator (quantgate.k8s.cluster.Cluster, kopf's watches, discovery and finalizer) and the
-runner (its results ConfigMaps) make succeeds. test_chart_install.py runs the same identities through
+runner (its results ConfigMaps, from its pod) make succeeds. test_chart_install.py runs the same identities through
 a whole evaluation. Minimal: a table of calls they must not be able to make, each decided by the
 apiserver's authorizer through a SubjectAccessReview, with allowed rows as live controls."""
 
@@ -47,7 +47,9 @@ def rbac(cluster):
     scoped, wide, other = (create_namespace(cluster, p) for p in ("rbac-scoped", "rbac-wide", "rbac-other"))
     helm(cluster, "install", "scoped", str(CHART), "-n", scoped, "--set", "replicas=0",
          "--set", f"watch.namespaces={{{scoped}}}")
-    helm(cluster, "install", "wide", str(CHART), "-n", wide, "--set", "replicas=0")
+    # admission off for `wide`: its policies would cover `scoped`'s namespace too and allow only its own
+    # operator there (two operators over one namespace is not an install we support); `scoped` keeps them on
+    helm(cluster, "install", "wide", str(CHART), "-n", wide, "--set", "replicas=0", "--set", "admission.enabled=false")
     for ns in (scoped, other):
         cluster.apply(evaluation("ev"), ns)
         cluster.kubectl("create", "secret", "generic", "endpoint-key", "-n", ns, "--from-literal=api-key=k")
@@ -111,6 +113,14 @@ def test_operator_can_make_every_call_of_its_code(cluster, rbac):
     assert c.get_isvc(ns, "llm")["metadata"]["name"] == "llm"
     assert c.secret_value(ns, SecretKeyRef(name="endpoint-key", key="api-key")) == "k"
     assert c.cached_baseline(ns, "0" * 40) is None
+    assert c.pod(ns, "no-such-runner-pod") is None  # the creator of a results ConfigMap is read by name
+    from quantgate.k8s import results_channel
+
+    cache = results_channel.build_configmaps(results_channel.encode({"rbac": "test"}), namespace=ns,
+                                             name="ev-g1-rbac-cache", role="baseline", evaluation="ev",
+                                             extra_labels={"quantgate.io/cache": "true"})
+    c.create_configmaps(cache)  # baseline cache entries (admission lets the operator create them)
+    assert c.configmap(ns, "ev-g1-rbac-cache")["metadata"]["labels"]["quantgate.io/cache"] == "true"
     client.CoreV1Api(api).read_namespaced_config_map("someone-elses", ns)  # results are read by name
     c.event(body, "Normal", "Verdict", "rbac test")  # best effort in the code: check it landed
     posted = json.loads(cluster.kubectl("get", "events.events.k8s.io", "-n", ns, "-o", "json").stdout)["items"]
@@ -120,18 +130,20 @@ def test_operator_can_make_every_call_of_its_code(cluster, rbac):
     client.CoreV1Api(api).list_namespace()
 
 
-def test_runner_can_publish_its_results(rbac):
+def test_runner_identity_without_its_pod_cannot_publish_results(rbac):
+    """RBAC lets the runner ServiceAccount create ConfigMaps; the admission policy narrows that to a runner
+    pod's own Job (its bound token's pod name). A token not bound to such a pod publishes nothing. The
+    positive case, a real runner pod publishing, is every evaluation in test_chart_install.py and
+    test_tenant_attacks.py."""
     from quantgate.k8s import results_channel
 
     ns, api = rbac["scoped"], rbac["runner"]
     payload = results_channel.encode({"rbac": "test"})
     cms = results_channel.build_configmaps(payload, namespace=ns, name="ev-g1-abcde-candidate", role="candidate",
-                                           evaluation="ev")
-    results_channel.write_configmaps(client.CoreV1Api(api), cms)
-    results_channel.write_configmaps(client.CoreV1Api(api), cms)  # a retried run: existing ones are kept
-    admin = client.CoreV1Api(rbac["admin"])
-    assert admin.read_namespaced_config_map("ev-g1-abcde-candidate", ns).metadata.labels["quantgate.io/role"] \
-        == "candidate"
+                                           evaluation="ev", job=("ev-g1-abcde", "uid"), pod=("ev-g1-abcde-x7k2q", "u"))
+    with pytest.raises(ApiException) as denied:
+        results_channel.write_configmaps(client.CoreV1Api(api), cms)
+    assert denied.value.status == 403 and "runner pod" in denied.value.body
 
 
 def test_real_calls_outside_the_grant_are_refused(rbac):
@@ -170,7 +182,8 @@ TABLE = [
     ("scoped-op", "get", "secrets", "scoped", "", None, True),
     ("wide-op", "list", "modelevaluations", None, GROUP, None, True),
     ("wide-op", "get", "secrets", "other", "", None, True),
-    ("runner", "create", "configmaps", "scoped", "", None, True),
+    ("scoped-op", "get", "pods", "scoped", "", None, True),
+    ("scoped-op", "create", "configmaps", "scoped", "", None, True),  # baseline cache entries
     # secrets: never listed or watched, anywhere; never read outside the watched namespaces
     ("scoped-op", "list", "secrets", "scoped", "", None, False),
     ("scoped-op", "watch", "secrets", "scoped", "", None, False),
@@ -196,11 +209,16 @@ TABLE = [
     ("scoped-op", "create", "rolebindings", "scoped", "rbac.authorization.k8s.io", None, False),
     ("scoped-op", "bind", "clusterroles", None, "rbac.authorization.k8s.io", None, False),
     ("scoped-op", "create", "serviceaccounts", "scoped", "", "token", False),
-    ("scoped-op", "create", "configmaps", "scoped", "", None, False),
+    ("scoped-op", "update", "configmaps", "scoped", "", None, False),
+    ("scoped-op", "delete", "configmaps", "scoped", "", None, False),
+    ("scoped-op", "list", "pods", "scoped", "", None, False),
+    ("scoped-op", "get", "pods", "other", "", None, False),
     ("scoped-op", "delete", "modelevaluations", "scoped", GROUP, None, False),
     ("scoped-op", "update", "modelevaluations", "scoped", GROUP, None, False),
     ("wide-op", "create", "namespaces", None, "", None, False),
-    # the runner: its own results and nothing else
+    # the runner: its own results and nothing else. RBAC cannot say "its own" (create has no resourceNames),
+    # so no row here claims the runner may create a ConfigMap: the admission policy allows only its own
+    # Job's results (test_runner_identity_without_its_pod_cannot_publish_results, test_tenant_attacks.py)
     ("runner", "get", "configmaps", "scoped", "", None, False),
     ("runner", "list", "configmaps", "scoped", "", None, False),
     ("runner", "delete", "configmaps", "scoped", "", None, False),

@@ -78,7 +78,9 @@ def test_defaults():
     docs = render()
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole",
-                            "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"])
+                            "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment",
+                            "ClusterRole", "ClusterRole"]  # tenant roles aggregated into admin/edit/view
+                           + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5)
     (deploy,) = of_kind(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
     pod = deploy["spec"]["template"]["spec"]
@@ -97,7 +99,7 @@ def test_defaults():
 
 def test_namespaced_watch_has_no_cluster_scope():
     docs = render(*values_args("namespaced-values.yaml"))
-    (discovery,) = of_kind(docs, "ClusterRole")  # kopf's read-only discovery, nothing namespaced
+    (discovery,) = operator_roles(docs, "ClusterRole")  # kopf's read-only discovery, nothing namespaced
     assert grants([discovery]) == {("apiextensions.k8s.io", "customresourcedefinitions", "list"),
                                    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
                                    ("", "namespaces", "list"), ("", "namespaces", "watch")}
@@ -111,6 +113,36 @@ def test_namespaced_watch_has_no_cluster_scope():
     assert env["QUANTGATE_NAMESPACES"] == "team-a,team-b"
 
 
+def operator_roles(docs: list[dict], kind: str) -> list[dict]:
+    """The operator's and runner's roles, not the tenant roles aggregated into admin/edit/view."""
+    return [d for d in of_kind(docs, kind)
+            if not any(k.startswith("rbac.authorization.k8s.io/aggregate-to") for k in d["metadata"]["labels"])]
+
+
+def test_tenant_roles_aggregate_evaluations_but_never_status():
+    docs = render()
+    tenant = [d for d in of_kind(docs, "ClusterRole") if d not in operator_roles(docs, "ClusterRole")]
+    granted = grants(tenant)
+    assert ("quantgate.io", "modelevaluations", "create") in granted
+    assert ("quantgate.io", "modelevaluations", "watch") in granted
+    assert not any(r != "modelevaluations" for _, r, _ in granted), "never status, nothing else"
+    view = [d for d in tenant if d["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-view")]
+    assert grants(view) == {("quantgate.io", "modelevaluations", v) for v in ("get", "list", "watch")}
+
+
+def test_admission_policies_bind_to_the_watched_namespaces():
+    docs = render(*values_args("namespaced-values.yaml"))
+    bindings = of_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert {b["spec"]["policyName"] for b in bindings} == {d["metadata"]["name"]
+                                                           for d in of_kind(docs, "ValidatingAdmissionPolicy")}
+    for b in bindings:
+        assert b["spec"]["validationActions"] == ["Deny"]
+        (expr,) = b["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+        assert expr["values"] == ["team-a", "team-b"]
+    assert not any("matchResources" in b["spec"] for b in of_kind(render(), "ValidatingAdmissionPolicyBinding"))
+    assert not of_kind(render("--set", "admission.enabled=false"), "ValidatingAdmissionPolicy")
+
+
 def grants(roles: list[dict]) -> set[tuple[str, str, str]]:
     return {(g, r, v) for role in roles for rule in role["rules"]
             for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
@@ -122,7 +154,9 @@ def test_rbac_never_grants_wildcards_secrets_listing_exec_or_writes_outside_its_
         granted = grants(of_kind(docs, "ClusterRole") + of_kind(docs, "Role"))
         assert not any("*" in g for g in granted), combo
         resources = {r for _, r, _ in granted}
-        assert not {"pods", "pods/exec", "pods/log", "serviceaccounts", "serviceaccounts/token", "roles",
+        # pods: the operator reads a results ConfigMap's creator pod by name, nothing more
+        assert {v for _, r, v in granted if r == "pods"} <= {"get"}, combo
+        assert not {"pods/exec", "pods/log", "serviceaccounts", "serviceaccounts/token", "roles",
                     "clusterroles", "rolebindings", "clusterrolebindings", "nodes"} & resources, combo
         assert {v for _, r, v in granted if r == "secrets"} <= {"get"}
         assert {v for _, r, v in granted if r in ("customresourcedefinitions", "namespaces")} <= {"list", "watch"}
@@ -138,10 +172,10 @@ def test_chart_rbac_matches_the_operators_own_account_of_its_calls():
     """manifests/rbac/ is the operator helper's list of the calls its code makes. The chart grants the
     same, except namespaces list/watch, which kopf needs only when watching a list of namespaces."""
     namespaces = {("", "namespaces", "list"), ("", "namespaces", "watch")}
-    cluster_wide = grants(of_kind(render(), "ClusterRole") + of_kind(render(), "Role"))
+    cluster_wide = grants(operator_roles(render(), "ClusterRole") + of_kind(render(), "Role"))
     assert cluster_wide == _manifests_rbac() - namespaces
     listed = render(*values_args("namespaced-values.yaml"))
-    assert grants(of_kind(listed, "ClusterRole") + of_kind(listed, "Role")) == _manifests_rbac()
+    assert grants(operator_roles(listed, "ClusterRole") + of_kind(listed, "Role")) == _manifests_rbac()
 
 
 def test_read_secrets_off_removes_secrets():

@@ -113,3 +113,22 @@ def test_local_suite_with_tasks_runs_them_on_local_data():
     assert "--local-data" in args and "--suite" not in args
     assert "--local-data" not in build_job(_ev(ENDPOINT_SPEC), BASE, CAND, SETTINGS)["spec"]["template"]["spec"][
         "containers"][0]["args"]
+
+
+def test_runner_learns_its_job_and_pod_from_the_downward_api():
+    from quantgate.api.v1alpha1 import ModelEvaluationSpec
+    from quantgate.k8s.endpoints import Resolved
+    from quantgate.k8s.job import Evaluation, build_job
+    from quantgate.k8s.settings import Settings
+
+    spec = ModelEvaluationSpec.model_validate({"baseline": {"endpoint": {"url": "http://b"}},
+                                              "candidate": {"endpoint": {"url": "http://c"}}})
+    job = build_job(Evaluation("ns", "ev", "uid-1", 3, spec), Resolved("http://b", None, None, "b"),
+                    Resolved("http://c", None, None, "c"), Settings())
+    for c in job["spec"]["template"]["spec"]["containers"]:
+        env = {e["name"]: e for e in c["env"]}
+        assert env[names.ENV_JOB_NAME]["value"] == job["metadata"]["name"]
+        assert env[names.ENV_JOB_UID]["valueFrom"]["fieldRef"]["fieldPath"] == \
+            "metadata.labels['batch.kubernetes.io/controller-uid']"
+        assert env[names.ENV_POD_NAME]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        assert env[names.ENV_POD_UID]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"

@@ -86,3 +86,17 @@ def test_names_are_deterministic_and_short():
     assert names.job_name("ev", 3) != names.job_name("ev", 4)
     assert len(names.job_name(long, 12345)) <= 63
     assert names.job_name("Ev_Name", 1).startswith("ev-name-g1-")
+
+
+def test_results_published_from_a_job_are_owned_by_it_and_name_their_creator():
+    cms = rc.build_configmaps(b"x" * 10, namespace="ns", name="ev-g1-abcde-candidate", role="candidate",
+                              evaluation="ev", owner_uid="u1", job=("ev-g1-abcde", "job-uid"),
+                              pod=("ev-g1-abcde-x7k2q", "pod-uid"), part_bytes=4)
+    assert len(cms) == 3
+    for cm in cms:
+        meta = cm["metadata"]
+        assert meta["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "Job", "name": "ev-g1-abcde",
+                                            "uid": "job-uid"}]
+        assert meta["labels"][rc.LABEL_JOB] == "ev-g1-abcde" and cm["immutable"] is True
+        assert meta["annotations"][rc.ANN_POD_NAME] == "ev-g1-abcde-x7k2q"
+        assert meta["annotations"][rc.ANN_POD_UID] == "pod-uid"

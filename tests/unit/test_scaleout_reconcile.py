@@ -33,14 +33,19 @@ def test_kueue_jobs_are_created_suspended_past_the_cap_and_show_kueues_reason(wo
 
 
 def test_a_sharded_jobs_roles_are_read_in_shards(world, monkeypatch):
+    """The reconciler sends an Indexed Job's roles through the sharded, verified read with the Job's
+    shard count (the in-memory cluster publishes each role whole, so the read is delegated to the
+    unsharded checks; tests/integration/test_scaleout_shards.py runs the real shards)."""
+    from quantgate.k8s import verified
+
     cluster, rec = world
     reads = []
 
-    def read_results(c, ns, name, count):
+    def sharded(c, ns, name, role, job, want, limits, count):
         reads.append((name, count))
-        return name
+        return verified._job_role(c, ns, name, role, job, want, limits)
 
-    monkeypatch.setattr(rc.shard_channel, "read_results", read_results)
+    monkeypatch.setattr(verified, "_job_role_sharded", sharded)
     cluster.add_eval("s", {**SPEC, "runner": {"parallelism": 4}})
     rec.reconcile(NS, "s")
     job = names.job_name("s", 1)

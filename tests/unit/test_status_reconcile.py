@@ -6,9 +6,8 @@ import itertools
 
 import pytest
 
-from quantgate.k8s import names, reconcile as rc
+from quantgate.k8s import names, reconcile as rc, results_channel, trust
 from quantgate.k8s.cluster import Conflict
-from quantgate.k8s.results_channel import ResultsError
 from quantgate.k8s.settings import Settings
 
 NS = "models"
@@ -17,6 +16,7 @@ NS = "models"
 class FakeCluster:
     def __init__(self):
         self.evals, self.jobs, self.isvcs, self.cms, self.events = {}, {}, {}, {}, []
+        self.pods = {}
         self.rv = itertools.count(1)
         self.patches = 0
         self.created_jobs = []
@@ -56,6 +56,7 @@ class FakeCluster:
         name = job["metadata"]["name"]
         if name in self.jobs:
             return False
+        job["metadata"].update(uid=f"uid-job-{name}", creationTimestamp="2026-01-01T00:00:00Z")
         self.jobs[name] = job
         self.created_jobs.append(name)
         return True
@@ -72,29 +73,67 @@ class FakeCluster:
     def secret_value(self, ns, ref):
         return None
 
+    # results: real ConfigMaps as the runner and the operator build them (quantgate.k8s.trust checks them)
     def cached_baseline(self, ns, key):
-        return next((n for n, labels in self.cms.items() if labels.get(names.LABEL_BASELINE_KEY) == key), None)
+        for name, cm in sorted(self.cms.items()):
+            labels, ann = cm["metadata"]["labels"], cm["metadata"].get("annotations") or {}
+            if labels.get(names.LABEL_BASELINE_KEY) == key and labels.get(trust.LABEL_CACHE) == "true":
+                vouched = trust.evidence_entries(self.evals.get(ann.get(trust.ANN_SOURCE)))
+                if any(e["name"] == name and e["uid"] == cm["metadata"]["uid"] for e in vouched):
+                    return name
+        return None
 
-    def read_results(self, ns, name):
-        if name not in self.cms:
-            raise ResultsError(f"results ConfigMap {ns}/{name} not found")
-        return name
+    def configmap(self, ns, name):
+        return copy.deepcopy(self.cms.get(name))
+
+    def create_configmaps(self, cms):
+        for cm in cms:
+            name = cm["metadata"]["name"]
+            if name not in self.cms:
+                cm["metadata"].update(uid=f"uid-cm-{next(self.rv)}", creationTimestamp="2026-01-01T00:00:05Z")
+                self.cms[name] = copy.deepcopy(cm)
+
+    def pod(self, ns, name):
+        return copy.deepcopy(self.pods.get(name))
 
     def event(self, body, type_, reason, note):
         self.events.append((body["metadata"]["name"], type_, reason))
 
     # test helpers
     def finish_job(self, name, outcome="Complete"):
+        from quantgate.api.v1alpha1 import ModelEvaluationSpec
+
         job = self.jobs[name]
         job["status"] = {"conditions": [{"type": outcome, "status": "True", "message": "done"}]}
-        if outcome == "Complete":
-            for c in job["spec"]["template"]["spec"]["containers"]:
-                args = c["args"]
-                target = args[args.index("--publish-configmap") + 1].split("/")[1]
-                labels = {}
-                if c["name"] == "baseline":
-                    labels[names.LABEL_BASELINE_KEY] = job["metadata"]["labels"].get(names.LABEL_BASELINE_KEY)
-                self.cms[target] = labels
+        if outcome != "Complete":
+            return
+        meta = job["metadata"]
+        pod = f"{name}-x7k2q"
+        self.pods[pod] = {"metadata": {"name": pod, "uid": f"uid-pod-{name}", "ownerReferences": [
+            {"kind": "Job", "name": name, "uid": meta["uid"], "controller": True}]}}
+        spec = ModelEvaluationSpec.model_validate(self.evals[meta["labels"][names.LABEL_EVALUATION]]["spec"])
+        for c in job["spec"]["template"]["spec"]["containers"]:
+            args = c["args"]
+            target = args[args.index("--publish-configmap") + 1].split("/")[1]
+            source = spec.baseline if c["name"] == "baseline" else spec.candidate
+            want = trust.expected(spec, source.inference_service_ref.model or source.inference_service_ref.name)
+            extra = {}
+            if c["name"] == "baseline" and meta["labels"].get(names.LABEL_BASELINE_KEY):
+                extra[names.LABEL_BASELINE_KEY] = meta["labels"][names.LABEL_BASELINE_KEY]
+            cms = results_channel.build_configmaps(
+                results_channel.encode(compact_doc(want)), namespace=NS, name=target, role=c["name"],
+                extra_labels=extra, job=(name, meta["uid"]), pod=(pod, f"uid-pod-{name}"))
+            self.create_configmaps(cms)
+
+
+def compact_doc(want, model=None):
+    """A compact result document with a run record matching `want` (what the runner publishes)."""
+    from quantgate.lmeval.results import COMPACT_VERSION
+
+    metrics = {"acc,none": 0.5, "acc_norm,none": 0.5, "exact_match,strict-match": 0.5}
+    return {"v": COMPACT_VERSION, "tasks": {n: {"m": dict(metrics)} for n, _, _ in want.tasks},
+            "run": {"model": model or want.model, "lmEvalVersion": "0.4.13", "quantgateVersion": "0.1.0",
+                    "tasks": [{"name": n, "numFewshot": shots, "limit": limit} for n, shots, limit in want.tasks]}}
 
 
 def ready_isvc(name):
@@ -213,6 +252,7 @@ def test_baseline_runs_once_for_many_candidates(world):
     assert cluster.evals["b"]["status"]["reason"] == "BaselineInProgress"
     cluster.finish_job(names.job_name("a", 1))
     rec.active.finished(NS, names.job_name("a", 1))
+    rec.reconcile(NS, "a")  # the verified baseline becomes a cache entry
     rec.reconcile(NS, "b")
     job_b = cluster.jobs[names.job_name("b", 1)]
     assert [c["name"] for c in job_b["spec"]["template"]["spec"]["containers"]] == ["candidate"]
@@ -355,5 +395,57 @@ def test_rerun_evaluates_again_without_the_baseline_cached_before(world):
     cluster.finish_job(names.job_name("a", 2))
     cluster.add_eval("b", {**SPEC, "rerun": "2026-11-28", "candidate": {"inferenceServiceRef": {"name": "int8"}}})
     rec.active.finished(NS, names.job_name("a", 2))
+    rec.reconcile(NS, "a")
     rec.reconcile(NS, "b")
     assert cluster.evals["b"]["status"]["resultsRef"]["baselineReused"] is True
+
+
+def test_verdict_carries_its_evidence(world):
+    cluster, rec = world
+    evaluate_to_ship(cluster, rec, "a")
+    st = cluster.evals["a"]["status"]
+    job = names.job_name("a", 1)
+    ev = st["evidence"]
+    assert ev["jobName"] == job and ev["jobUID"] == f"uid-job-{job}"
+    roles = {r["role"]: r for r in ev["results"]}
+    assert roles["candidate"]["name"] == names.results_name(job, "candidate")
+    assert roles["candidate"]["sha256"] == cluster.cms[roles["candidate"]["name"]]["metadata"]["annotations"][
+        results_channel.ANN_SHA256]
+    assert roles["candidate"]["pod"] == f"{job}-x7k2q" and roles["candidate"]["lmEvalVersion"] == "0.4.13"
+    assert ev["baselineCache"]["name"] == f"{job}-cache"  # written by the operator from verified results
+    assert cluster.cms[f"{job}-cache"]["metadata"]["labels"][trust.LABEL_CACHE] == "true"
+
+
+def test_forged_results_fail_untrusted_never_a_verdict(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    job = names.job_name("a", 1)
+    cluster.finish_job(job)
+    head = cluster.cms[names.results_name(job, "candidate")]
+    head["metadata"]["ownerReferences"] = []  # e.g. pre-created by a namespace editor
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["phase"] == "Failed" and st["reason"] == "ResultsUntrusted" and "verdict" not in st
+    assert st["message"].startswith("owner:") and st["promotable"] is False
+
+
+def test_poisoned_baseline_cache_entry_is_ignored_and_the_baseline_runs(world):
+    cluster, rec = world
+    key_spec = {**SPEC, "candidate": {"inferenceServiceRef": {"name": "int8"}}}
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    key = cluster.jobs[names.job_name("a", 1)]["metadata"]["labels"][names.LABEL_BASELINE_KEY]
+    cluster.jobs.clear()
+    rec.active.finished(NS, names.job_name("a", 1))
+    # someone plants an entry with every label the cache lookup selects on, naming `a` as its source
+    forged = results_channel.build_configmaps(
+        results_channel.encode({"v": 1, "tasks": {}}), namespace=NS, name="planted", role="baseline",
+        extra_labels={names.LABEL_BASELINE_KEY: key, trust.LABEL_CACHE: "true"})
+    forged[-1]["metadata"]["annotations"][trust.ANN_SOURCE] = "a"
+    cluster.create_configmaps(forged)
+    cluster.add_eval("b", key_spec)
+    rec.reconcile(NS, "b")
+    job_b = cluster.jobs[names.job_name("b", 1)]
+    assert [c["name"] for c in job_b["spec"]["template"]["spec"]["containers"]] == ["baseline", "candidate"]
+    assert cluster.evals["b"]["status"]["resultsRef"]["baselineReused"] is False

@@ -19,10 +19,15 @@ the chart's ServiceAccounts) and that nothing more is allowed.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
-# Read the results the runner published (and find cached baselines by label); never write.
+# Read the results the runner published (and find cached baselines by label); create baseline cache
+# entries from verified results. Never update or delete (the admission policy also forbids others to).
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list]
+  verbs: [get, list, create]
+# The runner pod that created a results ConfigMap: its UID and owning Job are checked before a verdict.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get]
 # InferenceService endpoints and readiness (watched: the operator's informer cache).
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]

@@ -398,6 +398,48 @@ class ResultsRef(CamelModel):
     baseline_reused: bool | None = Field(None, description="The baseline results came from an earlier run.")
 
 
+class ResultsObject(CamelModel):
+    """One ConfigMap of a results payload."""
+
+    name: str
+    uid: str | None = None
+
+
+class ResultsEvidence(CamelModel):
+    """One role's results as the operator verified them before deciding."""
+
+    role: Literal["baseline", "candidate"]
+    name: str = Field(description="Head results ConfigMap.")
+    uid: str | None = Field(None, description="Its UID.")
+    sha256: str = Field(description="SHA-256 of the stored (gzip) payload.")
+    objects: list[ResultsObject] | None = Field(None, description="Every ConfigMap of the payload, head first.")
+    reused: bool | None = Field(None, description="A reused baseline (cache entry or baseline.resultsFrom).")
+    pod: str | None = Field(None, description="The runner pod that created the results.")
+    image: str | None = Field(None, description="Runner image as the pod spec named it.")
+    image_id: str | None = Field(None, alias="imageID", description="Image ID the kubelet reported, where reported.")
+    lm_eval_version: str | None = None
+    quantgate_version: str | None = None
+
+
+class BaselineCacheEntry(CamelModel):
+    """A baseline cache entry the operator wrote from verified results; later evaluations reuse it
+    only when this status lists its name, UID and SHA-256."""
+
+    role: Literal["baseline"] = "baseline"
+    name: str
+    uid: str | None = None
+    sha256: str
+
+
+class Evidence(CamelModel):
+    """What the verdict was derived from: `quantgate verify NAMESPACE/NAME` re-derives it."""
+
+    job_name: str | None = None
+    job_uid: str | None = Field(None, alias="jobUID", description="UID of the runner Job of observedGeneration.")
+    results: list[ResultsEvidence] | None = None
+    baseline_cache: BaselineCacheEntry | None = None
+
+
 class ModelEvaluationStatus(CamelModel):
     """Observed state, written only by the operator. Verdict fields always belong to observedGeneration."""
 
@@ -420,5 +462,7 @@ class ModelEvaluationStatus(CamelModel):
     )
     job_name: str | None = Field(None, description="The runner Job of observedGeneration.")
     results_ref: ResultsRef | None = None
+    evidence: Evidence | None = Field(None, description="Runner Job, images and results (names, UIDs, SHA-256) "
+                                      "the verdict was derived from; present with a verdict.")
     started_at: str | None = Field(None, description="When the evaluation of observedGeneration started.")
     finished_at: str | None = Field(None, description="When it reached Succeeded or Failed.")

@@ -132,14 +132,53 @@ class Cluster:
 
     # ---- results ---------------------------------------------------------------------
     def cached_baseline(self, namespace: str, key: str) -> str | None:
-        """Name of a complete baseline results ConfigMap with this cache key, if any."""
+        """Name of a baseline cache entry with this key that the operator itself wrote: one listed
+        (name and UID) in the status evidence of the evaluation it names as its source. Anything
+        else carrying the labels is ignored (quantgate.k8s.trust; the payload's SHA-256 is
+        checked again when the results are read)."""
+        from quantgate.k8s import trust
+
         cms = _json(self.core.list_namespaced_config_map(
             namespace,
-            label_selector=f"{names.LABEL_RESULTS}=true,{names.LABEL_ROLE}=baseline,{names.LABEL_BASELINE_KEY}={key}",
+            label_selector=f"{names.LABEL_RESULTS}=true,{names.LABEL_ROLE}=baseline,{names.LABEL_BASELINE_KEY}={key},"
+                           f"{trust.LABEL_CACHE}=true",
             _preload_content=False,
         ))["items"]
         live = [c["metadata"] for c in cms if not c["metadata"].get("deletionTimestamp")]
-        return sorted(live, key=lambda m: (m["creationTimestamp"], m["name"]))[0]["name"] if live else None
+        for meta in sorted(live, key=lambda m: (m["creationTimestamp"], m["name"])):
+            source = (meta.get("annotations") or {}).get(trust.ANN_SOURCE)
+            vouched = trust.evidence_entries(self.get_evaluation(namespace, source) if source else None)
+            if any(e.get("name") == meta["name"] and e.get("uid") == meta["uid"] for e in vouched):
+                return meta["name"]
+            log.warning("%s/%s: ignoring baseline cache entry %s: not vouched for by an operator-written status",
+                        namespace, source, meta["name"])
+        return None
+
+    def configmap(self, namespace: str, name: str) -> dict | None:
+        try:
+            return _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if _absent(exc):
+                return None
+            raise
+
+    def create_configmaps(self, cms: list[dict]) -> None:
+        """Create each in order; one that already exists is left as it is (the caller re-reads)."""
+        for cm in cms:
+            try:
+                self.core.create_namespaced_config_map(cm["metadata"]["namespace"], cm, _preload_content=False)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+    def pod(self, namespace: str, name: str) -> dict | None:
+        """A runner pod (the creator of a results ConfigMap), or None."""
+        try:
+            return _json(self.core.read_namespaced_pod(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if _absent(exc):
+                return None
+            raise
 
     def read_results(self, namespace: str, name: str):
         return results_channel.read_results(self.core, namespace, name)

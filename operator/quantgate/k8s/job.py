@@ -83,6 +83,11 @@ def _container(ev: Evaluation, role: str, model: Resolved, results: str, setting
     env = [
         {"name": names.ENV_OWNER_NAME, "value": ev.name},
         {"name": names.ENV_OWNER_UID, "value": ev.uid},
+        {"name": names.ENV_JOB_NAME, "value": names.job_name(ev.name, ev.generation)},
+        {"name": names.ENV_JOB_UID,
+         "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{names.JOB_UID_LABEL}']"}}},
+        {"name": names.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": names.ENV_POD_UID, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
         {"name": "HOME", "value": f"{WORK}/home"},
         {"name": "HF_HOME", "value": f"{WORK}/home/hf"},
     ]

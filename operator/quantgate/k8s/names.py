@@ -26,6 +26,12 @@ ENV_OWNER_NAME = "QUANTGATE_OWNER_NAME"
 ENV_OWNER_UID = "QUANTGATE_OWNER_UID"
 ENV_BASELINE_KEY = "QUANTGATE_BASELINE_KEY"
 ENV_API_KEY = "QUANTGATE_API_KEY"
+# The runner pod's own identity (downward API), stamped on the results it publishes.
+ENV_JOB_NAME = "QUANTGATE_JOB_NAME"
+ENV_JOB_UID = "QUANTGATE_JOB_UID"
+ENV_POD_NAME = "QUANTGATE_POD_NAME"
+ENV_POD_UID = "QUANTGATE_POD_UID"
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"  # set by the Job controller on its pods
 
 ROLES = ("baseline", "candidate")
 _MAX_NAME = 63  # Job names become pod label values

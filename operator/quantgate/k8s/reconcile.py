@@ -24,13 +24,14 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import ca_bundles, endpoints, kueue, memory, names, scaleout, shard_channel
+from quantgate.k8s import ca_bundles, endpoints, kueue, memory, names, scaleout, verified
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
 from quantgate.k8s.job import Evaluation, build_job
 from quantgate.k8s.results_channel import ResultsError
 from quantgate.k8s.settings import Settings
+from quantgate.k8s.trust import Untrusted
 
 log = logging.getLogger("quantgate.reconcile")
 ANN_BASELINE_RESULTS = "quantgate.io/baseline-results"
@@ -380,11 +381,13 @@ class Reconciler:
         ns, gen = meta["namespace"], meta.get("generation", 1)
         job_name = job["metadata"]["name"]
         refs = results_refs(job_name, reused_baseline(job))
-        shards = scaleout.shard_count(job)  # an Indexed Job's roles come in shards: merged here
-        try:
-            baseline = shard_channel.read_results(self.cluster, ns, refs["baseline"],
-                                                  1 if refs["baselineReused"] else shards)
-            candidate = shard_channel.read_results(self.cluster, ns, refs["candidate"], shards)
+        try:  # results are used only once every trust check passed (quantgate.k8s.trust)
+            run = verified.gather(self.cluster, body, spec, job, self.settings, reused_baseline(job),
+                                  shards=scaleout.shard_count(job))  # an Indexed Job's shards merge there
+            baseline, candidate = run.baseline, run.candidate
+        except Untrusted as exc:
+            self._fail(body, "ResultsUntrusted", str(exc))
+            return
         except ResultsError as exc:
             self._fail(body, "ResultsMissing" if "not found" in str(exc) or "incomplete" in str(exc)
                        else "ResultsMalformed", str(exc))
@@ -395,7 +398,7 @@ class Reconciler:
             self._fail(body, "ComparisonFailed", str(exc))
             return
         seconds = self._waited(body.get("status") or {})
-        self._patch(body, st.succeeded(comparison, gen, body.get("status"), refs))
+        self._patch(body, {**st.succeeded(comparison, gen, body.get("status"), refs), "evidence": run.evidence})
         verdict = comparison.verdict.value
         note = f"{verdict}: average drop {comparison.average_drop:.2f}%" + (
             f"; {'; '.join(comparison.reasons)}" if comparison.reasons else "")
@@ -405,7 +408,7 @@ class Reconciler:
             self.cluster.event(body, "Normal", "Verdict", note)
         if self.metrics:
             self.metrics.count_verdict(verdict, seconds)
-        del baseline, candidate, comparison
+        del baseline, candidate, comparison, run
         memory.trim()  # decoded result sets can be tens of MB: give the pages back
         log.info("%s/%s generation %s: %s", ns, meta["name"], gen, note)
 

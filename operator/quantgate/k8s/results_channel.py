@@ -12,10 +12,14 @@ Layout (one role of one Job):
 * payload = gzip(JSON of ``RunResults.to_compact()``): aggregate scores and
   per-question correctness, not raw samples. Full MMLU (14,042 items) fits in one
   ConfigMap after compression; the split is the safety net for bigger suites.
-* every ConfigMap is labelled with the evaluation and role and owned by the
-  ModelEvaluation (ownerReference), so deleting the evaluation deletes them.
+* inside a runner Job every ConfigMap is owned by that Job (which the ModelEvaluation owns, so
+  deleting the evaluation deletes them), labelled with the Job's name and annotated with the
+  creating pod's name and UID (from the downward API). The admission policy lets only that
+  pod's bound token create them, and the operator verifies all of it before it decides
+  (quantgate.k8s.trust). Outside a Job (`quantgate run --publish-configmap` by hand) they are
+  owned by the evaluation named in the environment, if any.
 
-Only the runner ServiceAccount may create these; only the operator reads them.
+Only a runner pod may create these (for its own Job); only the operator reads, changes or deletes them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ PART_BYTES = 900 * 1024  # ConfigMaps hold at most 1 MiB of data; leave room for
 ANN_PARTS = "quantgate.io/parts"
 ANN_SHA256 = "quantgate.io/sha256"
 ANN_FORMAT = "quantgate.io/format"
+ANN_POD_NAME = "quantgate.io/pod-name"  # the creator pod (checked by the admission policy and the operator)
+ANN_POD_UID = "quantgate.io/pod-uid"
+LABEL_JOB = "quantgate.io/job"
 FORMAT = "compact-json+gzip"
 
 
@@ -78,22 +85,35 @@ def build_configmaps(
     owner_uid: str | None = None,
     extra_labels: dict[str, str] | None = None,
     part_bytes: int = PART_BYTES,
+    job: tuple[str, str] | None = None,
+    pod: tuple[str, str] | None = None,
 ) -> list[dict]:
-    """The ConfigMaps for one payload, parts first and the head (index 0) last."""
+    """The ConfigMaps for one payload, parts first and the head (index 0) last. `job` (name, uid):
+    published by that Job's pod `pod` (name, uid): owned by the Job, labelled and annotated so the
+    admission policy and the operator can check who made them (quantgate.k8s.trust)."""
     chunks = split(payload, part_bytes)
     digest = hashlib.sha256(payload).hexdigest()
     labels = {names.MANAGED_BY: names.MANAGER, names.LABEL_ROLE: role, **(extra_labels or {})}
     if evaluation:
         labels[names.LABEL_EVALUATION] = evaluation
     owners = [names.owner_reference(evaluation, owner_uid)] if evaluation and owner_uid else []
+    creator = {}
+    if job:
+        labels[LABEL_JOB] = job[0]
+        owners = [{"apiVersion": "batch/v1", "kind": "Job", "name": job[0], "uid": job[1]}]
+    if pod:
+        creator = {ANN_POD_NAME: pod[0], ANN_POD_UID: pod[1]}
     out = []
     for index, chunk in enumerate(chunks):
         meta = {"name": part_name(name, index, digest), "namespace": namespace, "labels": dict(labels)}
         if owners:
             meta["ownerReferences"] = owners
+        if creator:
+            meta["annotations"] = dict(creator)
         if index == 0:
             meta["labels"][names.LABEL_RESULTS] = "true"
             meta["annotations"] = {
+                **creator,
                 ANN_PARTS: str(len(chunks)),
                 ANN_SHA256: digest,
                 ANN_FORMAT: FORMAT,
@@ -140,10 +160,28 @@ def assemble(head, parts: list) -> bytes:
 # ---- I/O: the runner publishes, the operator reads ------------------------------------
 
 
-def _to_compact_document(run_dir: Path):
+def compact_document(run_dir: Path):
+    """The compact results plus a `run` record from the run's manifest (model, task plan, versions),
+    which the operator checks against the spec."""
     from quantgate.lmeval.results import load_run
 
-    return load_run(Path(run_dir)).to_compact()
+    doc = load_run(Path(run_dir)).to_compact()
+    manifest = Path(run_dir) / "manifest.json"
+    if manifest.is_file():
+        info = json.loads(manifest.read_text())
+        doc["run"] = {k: info.get(k) for k in ("model", "suite", "localData", "tasks", "lmEvalVersion",
+                                               "quantgateVersion", "engine") if info.get(k) is not None}
+    return doc
+
+
+def runner_identity() -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+    """(job name, uid), (pod name, uid) of the runner pod this process runs in (downward API), or None."""
+    env = os.environ
+    job = (env[names.ENV_JOB_NAME], env[names.ENV_JOB_UID]) if env.get(names.ENV_JOB_NAME) and \
+        env.get(names.ENV_JOB_UID) else None
+    pod = (env[names.ENV_POD_NAME], env[names.ENV_POD_UID]) if env.get(names.ENV_POD_NAME) and \
+        env.get(names.ENV_POD_UID) else None
+    return job, pod
 
 
 def publish_run(run_dir: Path, namespace: str, name: str, role: str) -> None:
@@ -156,18 +194,22 @@ def publish_run(run_dir: Path, namespace: str, name: str, role: str) -> None:
     """
     if role not in names.ROLES:
         raise ValueError(f"role must be one of {names.ROLES}, got {role!r}")
-    payload = encode(_to_compact_document(run_dir))
+    payload = encode(compact_document(run_dir))
     extra = {}
     if role == "baseline" and os.environ.get(names.ENV_BASELINE_KEY):
         extra[names.LABEL_BASELINE_KEY] = os.environ[names.ENV_BASELINE_KEY]
+    env = os.environ
+    job, pod = runner_identity()
     cms = build_configmaps(
         payload,
         namespace=namespace,
         name=name,
         role=role,
-        evaluation=os.environ.get(names.ENV_OWNER_NAME),
-        owner_uid=os.environ.get(names.ENV_OWNER_UID),
+        evaluation=env.get(names.ENV_OWNER_NAME),
+        owner_uid=env.get(names.ENV_OWNER_UID),
         extra_labels=extra,
+        job=job,
+        pod=pod,
     )
     from quantgate.k8s.client import core_v1
 

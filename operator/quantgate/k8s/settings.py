@@ -25,6 +25,8 @@ class Settings:
     metrics_port: int = 8080
     metrics_host: str = "0.0.0.0"
     baseline_cache: bool = True
+    results_max_bytes: int = 16 * 1024 * 1024  # a results payload as stored (gzip), all parts together
+    results_max_decompressed_bytes: int = 128 * 1024 * 1024  # ... and decompressed (never inflated further)
     default_requests_cpu: str = "250m"
     default_requests_memory: str = "512Mi"
     ca_bundle_configmap: str = ""  # default caBundle of https endpoints: this ConfigMap in the evaluation's namespace

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 from quantgate.k8s import names
-from quantgate.k8s.results_channel import ResultsError, build_configmaps, decode, encode, read_payload, write_configmaps
+from quantgate.k8s.results_channel import (ResultsError, build_configmaps, decode, encode, read_payload,
+                                           runner_identity, write_configmaps)
 
 LABEL_SHARD = "quantgate.io/shard"
 
@@ -31,11 +32,13 @@ def publish_shard(run_dir: Path, namespace: str, name: str, role: str) -> str:
     if role not in names.ROLES:
         raise ValueError(f"role must be one of {names.ROLES}, got {role!r}")
     shard = read_shard_dir(Path(run_dir))
+    job, pod = runner_identity()  # owned by the Job, stamped with the pod: checked like any results
     target = shard_name(name, shard.info["index"])
     cms = build_configmaps(
         encode(shard.to_payload()), namespace=namespace, name=target, role=role,
         evaluation=os.environ.get(names.ENV_OWNER_NAME), owner_uid=os.environ.get(names.ENV_OWNER_UID),
         extra_labels={LABEL_SHARD: f"{shard.info['index']}-of-{shard.info['count']}"},
+        job=job, pod=pod,
     )
     from quantgate.k8s.client import core_v1
 

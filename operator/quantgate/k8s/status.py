@@ -15,7 +15,8 @@ from quantgate.api.v1alpha1 import Phase
 from quantgate.decision.model import Comparison
 
 # Keys that describe a verdict; cleared (null in a merge patch) whenever there is none.
-VERDICT_KEYS = ("verdict", "profile", "aggregate", "dropMode", "averageDrop", "decisive", "reasons", "tasks")
+VERDICT_KEYS = ("verdict", "profile", "aggregate", "dropMode", "averageDrop", "decisive", "reasons", "tasks",
+                "evidence")
 TERMINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 
 
