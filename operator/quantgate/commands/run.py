@@ -32,7 +32,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--endpoint", metavar="URL", help="base URL (…, …/v1 or KServe's …/openai/v1 are detected)")
     p.add_argument("--model", help="served model name (default: the one /v1/models lists)")
-    p.add_argument("--suite", choices=("leaderboard", "tiny", "local"), help="named task suite (default leaderboard)")
+    p.add_argument("--suite", choices=("leaderboard", "tiny", "local", "code"), help="named task suite (default leaderboard)")
     p.add_argument("--tasks", metavar="LIST", help="comma-separated tasks, each name[:shots][@limit], e.g. gsm8k:5@100")
     p.add_argument("--local-data", action="store_true",
                    help="run --tasks on the datasets shipped with quantgate (implied by --suite local)")
@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--api-key-env", metavar="VAR", default="OPENAI_API_KEY", help="environment variable with the key")
     p.add_argument("--api-key-file", metavar="PATH", help="file with the key (a mounted Secret); wins over the env")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--allow-code-execution", action="store_true",
+                   help="let code tasks (suite code: humaneval, mbpp) run the model's code, each sample in "
+                        "quantgate's sandbox (docs/security.md); without it they are refused")
     p.add_argument("--request-timeout", type=int, default=300, help="seconds per request")
     p.add_argument("--engine", choices=("api", "vllm"), default="api", help="vllm: load the model in-process (GPU)")
     p.add_argument("--model-path", help="--engine vllm: weights directory or Hugging Face id")
@@ -125,7 +128,7 @@ def config_from_args(args):
             concurrency=args.concurrency, max_length=args.max_length, tokenizer=args.tokenizer,
             api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
             request_timeout=args.request_timeout, vllm=vllm, force=args.force, label=args.label,
-            local_data=True if args.local_data else None)
+            local_data=True if args.local_data else None, allow_code_execution=args.allow_code_execution)
     except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
         first = str(exc).splitlines()
         raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None
