@@ -106,7 +106,7 @@ def run(args) -> int:
             ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.suite or "leaderboard"),
             tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
             api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
-            local_data=args.local_data), out / role))
+            local_data=args.local_data, allow_code_execution=spec.allow_code_execution), out / role))
     print(f"evaluating {name}: baseline and candidate in parallel → {out}", file=sys.stderr)
     for job in run_all(jobs):
         if job.failed:

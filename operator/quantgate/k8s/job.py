@@ -70,6 +70,8 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str) -> list[s
         args += ["--suite", spec.effective_suite or "leaderboard"]
     if spec.limit is not None:
         args += ["--limit", str(spec.limit)]
+    if spec.allow_code_execution and spec.runs_code:
+        args += ["--allow-code-execution"]
     args += ["--output", f"{WORK}/{role}", "--publish-configmap", f"{ev.namespace}/{results}", "--role", role]
     return args
 

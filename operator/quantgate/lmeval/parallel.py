@@ -32,7 +32,7 @@ class RunJob:
 def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: str | None = None,
              tasks: str | None = None, limit: int | None = None, concurrency: int = 32,
              label: str = "", api_key_env: str | None = None, progress_interval: float = 5.0,
-             local_data: bool = False) -> list[str]:
+             local_data: bool = False, allow_code_execution: bool = False) -> list[str]:
     args = ["--endpoint", endpoint, "--output", str(output), "--force", "--concurrency", str(concurrency),
             "--progress-interval", str(progress_interval)]
     if label:
@@ -47,6 +47,8 @@ def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: st
         args += ["--limit", str(limit)]
     if local_data:
         args += ["--local-data"]
+    if allow_code_execution:
+        args += ["--allow-code-execution"]
     if api_key_env:
         args += ["--api-key-env", api_key_env]
     return args
