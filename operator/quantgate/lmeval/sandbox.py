@@ -45,6 +45,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from quantgate.errors import QuantgateError
+
 # A uid/gid range nothing else on a host uses: each sample gets a fresh id from it (root mode).
 SANDBOX_ID_BASE = 1_700_000_000
 SANDBOX_ID_SPAN = 100_000_000
@@ -136,16 +138,27 @@ class Outcome:
         return self.status == "passed"
 
 
+class SandboxUnavailable(QuantgateError):
+    pass
+
+
 @lru_cache(maxsize=1)
 def isolation() -> Literal["root", "userns", "none"]:
-    """Which confinement works here: probed once by running the bootstrap on a trivial program."""
-    forced = os.environ.get("QUANTGATE_SANDBOX_MODE")
-    if forced in ("root", "userns", "none"):
-        return forced  # type: ignore[return-value]
-    candidates = ["root", "userns"] if os.geteuid() == 0 else ["userns"]
-    for mode in candidates:
-        if _start("pass\n", Limits(), mode).status == "passed":
-            return mode  # type: ignore[return-value]
+    """Which confinement works here: probed once by running the bootstrap on a trivial program.
+
+    As root only "root" is acceptable: anything else would leave the program root on the host
+    (a user namespace maps it to uid 0; kill(-1) would reach every process). Raises
+    SandboxUnavailable then, so code execution fails closed.
+    """
+    if os.geteuid() == 0:
+        probe = _start("pass\n", Limits(), "root")
+        if probe.status != "passed":
+            raise SandboxUnavailable("cannot sandbox model code: running as root but unable to give it a network "
+                                     f"and mount namespace and a uid of its own ({probe.stderr_tail.strip()[-200:]}); "
+                                     "run the runner as an unprivileged user or with CAP_SYS_ADMIN")
+        return "root"
+    if _start("pass\n", Limits(), "userns").status == "passed":
+        return "userns"
     return "none"
 
 
