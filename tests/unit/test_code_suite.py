@@ -128,3 +128,45 @@ def test_the_runner_job_passes_the_opt_in_only_for_a_code_evaluation():
     args = run_args(Evaluation("ns", "e", "u", 1, code), "candidate", model, "r")
     assert "--allow-code-execution" in args and args[args.index("--suite") + 1] == "code"
     assert "--allow-code-execution" not in run_args(Evaluation("ns", "e", "u", 1, plain), "candidate", model, "r")
+
+
+def test_a_code_evaluations_pod_gives_no_token_to_the_containers_that_run_model_code():
+    from quantgate.k8s import names
+    from quantgate.k8s.code_job import SA_MOUNT
+    from quantgate.k8s.endpoints import Resolved
+    from quantgate.k8s.job import Evaluation, build_job
+    from quantgate.k8s.settings import Settings
+
+    secret = {"name": "key", "key": "token"}
+    spec = ModelEvaluationSpec.model_validate({
+        "baseline": {"endpoint": {"url": "http://a", "apiKeySecretRef": secret}},
+        "candidate": {"endpoint": {"url": "http://b", "apiKeySecretRef": secret}},
+        "suite": "code", "allowCodeExecution": True, "profile": "code-help"})
+    model = Resolved("http://a", None, spec.baseline.endpoint.api_key_secret_ref, "a")
+    job = build_job(Evaluation("ns", "coder", "uid-1", 3, spec), model, model, Settings())
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    evaluators, publishers = pod["initContainers"], pod["containers"]
+    assert [c["name"] for c in evaluators] == ["baseline", "candidate"]
+    assert [c["name"] for c in publishers] == ["publish-baseline", "publish-candidate"]
+    for c in evaluators:
+        assert "--publish-configmap" not in c["args"] and "--allow-code-execution" in c["args"]
+        assert all(m["mountPath"] != SA_MOUNT for m in c["volumeMounts"])
+        assert any(e["name"] == names.ENV_API_KEY for e in c["env"])
+    for c, role in zip(publishers, ("baseline", "candidate")):
+        assert c["args"] == ["publish", "--run-dir", f"/var/run/quantgate/{role}", "--configmap",
+                             f"ns/{names.results_name(job['metadata']['name'], role)}", "--role", role]
+        assert {m["mountPath"]: m["readOnly"] for m in c["volumeMounts"]} == {"/var/run/quantgate": True, SA_MOUNT: True}
+        assert all(e["name"] != names.ENV_API_KEY for e in c["env"])
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    token = next(v for v in pod["volumes"] if "projected" in v)
+    assert [next(iter(s)) for s in token["projected"]["sources"]] == ["serviceAccountToken", "configMap", "downwardAPI"]
+    plain = ModelEvaluationSpec.model_validate(_spec(suite="local"))
+    plain_pod = build_job(Evaluation("ns", "p", "u", 1, plain), model, model, Settings())["spec"]["template"]["spec"]
+    assert "automountServiceAccountToken" not in plain_pod and "initContainers" not in plain_pod
+
+
+def test_publish_refuses_bad_input_in_one_line(tmp_path, capsys):
+    rc = main(["publish", "--run-dir", str(tmp_path), "--configmap", "no-slash", "--role", "candidate"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "NAMESPACE/NAME" in err and len(err.strip().splitlines()) == 1

@@ -6,4 +6,4 @@ Heavy imports (lm-eval, kopf, kubernetes) stay inside those callables so that
 ``quantgate --help`` and ``quantgate compare`` start fast.
 """
 
-NAMES = ("compare", "report", "run", "evaluate", "simulate", "operator", "crd", "dev")
+NAMES = ("compare", "report", "run", "evaluate", "simulate", "operator", "crd", "dev", "publish")

@@ -138,22 +138,27 @@ def run(args) -> int:
     from quantgate.lmeval.progress import Progress
     from quantgate.lmeval.runner import run_evaluation
 
-    publish = parse_publish(args.publish_configmap, args.role)
+    target = parse_publish(args.publish_configmap, args.role)
     config = config_from_args(args)
     run_dir = run_evaluation(config, progress=Progress(interval=args.progress_interval, label=args.label),
                              verbose=args.verbose)
-    if publish:
-        try:
-            from quantgate.k8s.results_channel import publish_run
-        except ImportError as exc:
-            raise PublishFailed(f"cannot publish results: {exc}") from None
-        try:
-            publish_run(run_dir, publish[0], publish[1], args.role)
-        except QuantgateError:
-            raise
-        except Exception as exc:  # kubernetes ApiException and friends: one line
-            raise PublishFailed(f"publishing results to ConfigMap {'/'.join(publish)} failed: "
-                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-        print(f"published results to ConfigMap {'/'.join(publish)} ({args.role})")
+    if target:
+        publish(run_dir, target, args.role)
     print(run_dir)
     return 0
+
+
+def publish(run_dir, target: tuple[str, str], role: str) -> None:
+    """Store a complete run directory in the results ConfigMap(s) NAMESPACE/NAME (PublishFailed on error)."""
+    try:
+        from quantgate.k8s.results_channel import publish_run
+    except ImportError as exc:
+        raise PublishFailed(f"cannot publish results: {exc}") from None
+    try:
+        publish_run(run_dir, target[0], target[1], role)
+    except QuantgateError:
+        raise
+    except Exception as exc:  # kubernetes ApiException and friends: one line
+        raise PublishFailed(f"publishing results to ConfigMap {'/'.join(target)} failed: "
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    print(f"published results to ConfigMap {'/'.join(target)} ({role})")
