@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--suite", choices=("leaderboard", "tiny", "local", "code"), help="named task suite (default leaderboard)")
     p.add_argument("--tasks", metavar="LIST", help="comma-separated tasks, each name[:shots][@limit], e.g. gsm8k:5@100")
     p.add_argument("--local-data", action="store_true",
-                   help="run --tasks on the datasets shipped with quantgate (implied by --suite local)")
+                   help="run --tasks on the datasets shipped with quantgate (implied by --suite local or code)")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of each task (not for tiny tasks)")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight (lm-eval's own default is 1)")
     p.add_argument("--max-length", type=int, help="context length (default: the server's max_model_len)")
