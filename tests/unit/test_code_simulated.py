@@ -88,4 +88,5 @@ def test_int8_ships_under_code_help_despite_its_flips(int8):
     _check_planted(out, "candidate", planted["int8"])
     humaneval = next(t for t in comparison["tasks"] if t["task"] == "humaneval")
     assert humaneval["flips"]["correctToIncorrect"] == humaneval["flips"]["incorrectToCorrect"] == 2
-    assert "<html" in (out / "report.html").read_text().lower()
+    report = (out / "report.html").read_text()
+    assert "<html" in report.lower() and "humaneval" in report and "pass@1,create_test" in report
