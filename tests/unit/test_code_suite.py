@@ -153,6 +153,7 @@ def test_a_code_evaluations_pod_gives_no_token_to_the_containers_that_run_model_
         assert "--publish-configmap" not in c["args"] and "--allow-code-execution" in c["args"]
         assert all(m["mountPath"] != SA_MOUNT for m in c["volumeMounts"])
         assert any(e["name"] == names.ENV_API_KEY for e in c["env"])
+        assert {"name": "TMPDIR", "value": "/var/run/quantgate"} in c["env"]  # writable: root fs is read-only
     for c, role in zip(publishers, ("baseline", "candidate")):
         assert c["args"] == ["publish", "--run-dir", f"/var/run/quantgate/{role}", "--configmap",
                              f"ns/{names.results_name(job['metadata']['name'], role)}", "--role", role]

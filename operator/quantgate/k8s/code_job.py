@@ -8,7 +8,8 @@ module rearranges the pod:
 * the pod no longer automounts the token (`automountServiceAccountToken: false`);
 * each role's `quantgate run` becomes an init container (baseline, then candidate) without
   `--publish-configmap`: it evaluates into the shared work volume and has no token, no
-  kubeconfig and no API access beyond anonymous;
+  kubeconfig and no API access beyond anonymous; its TMPDIR (where the sandbox makes each
+  sample's working directory) is the work volume, as the root file system is read-only;
 * one `publish-<role>` container per role then runs `quantgate publish`, mounting the work
   volume read-only and the only token volume (projected: token, cluster CA, namespace at the
   usual path); it executes no model code.
@@ -60,6 +61,8 @@ def isolate_code_execution(job: dict, work: str, api_key_env: str) -> None:
         target, role = args[at + 1], args[at + 3]
         del args[at:at + 4]
         publishers.append(_publisher(container, work, target, role, api_key_env))
+        # The sandbox's working directories: the root file system is read-only, the work volume is not.
+        container["env"].append({"name": "TMPDIR", "value": work})
     pod["initContainers"] = evaluators
     pod["containers"] = publishers
     pod["automountServiceAccountToken"] = False
