@@ -292,8 +292,8 @@ class ModelEvaluationSpec(CamelModel):
     allow_code_execution: bool = Field(
         False,
         description="Let code tasks (suite code: humaneval, mbpp) execute the model's code to score it. Each "
-        "sample runs in the runner's sandbox, and the runner pod gets a NetworkPolicy allowing egress only to "
-        "the model endpoints (docs/security.md). Required for code tasks; nothing else executes model output.",
+        "sample runs in the runner's sandbox, in containers that get no ServiceAccount token (docs/security.md). "
+        "Required for code tasks; nothing else executes model output.",
     )
     rerun: str | None = Field(
         None, max_length=63,
