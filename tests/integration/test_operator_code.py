@@ -84,5 +84,5 @@ def test_code_help_blocks_int4_on_its_humaneval_drop(env):
     assert st["verdict"] == "Block" and st["promotable"] is False
     assert any("humaneval: drop 7.50% >= 2% limit of profile code-help" in r for r in st["reasons"])
     humaneval = next(t for t in st["tasks"] if t["task"] == "humaneval")
-    assert humaneval["candidate"] == 0.578125 and humaneval["passed"] is False
+    assert humaneval["candidate"] == round(37 / 64, 4) and humaneval["passed"] is False  # status keeps 4 decimals
     assert (humaneval["flips"]["correctToIncorrect"], humaneval["flips"]["incorrectToCorrect"]) == (6, 3)
