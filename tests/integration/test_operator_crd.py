@@ -53,6 +53,15 @@ def test_valid_evaluation_is_accepted_with_defaults(crds, namespace):
      "taskLimits may only name tasks the evaluation runs"),
     ({"baseline": ISVC, "candidate": ISVC, "tasks": [{"name": "tinyGSM8k", "limit": 5}]},
      "tinyBenchmarks tasks are already subsampled"),
+    # code tasks: only with the opt-in, only quantgate's own (sandboxed) versions
+    ({"baseline": ISVC, "candidate": ISVC, "suite": "code", "profile": "code-help"},
+     "code tasks (suite code, humaneval, mbpp) run model-written code: set allowCodeExecution: true"),
+    ({"baseline": ISVC, "candidate": ISVC, "suite": "local", "tasks": [{"name": "mbpp"}]},
+     "code tasks (suite code, humaneval, mbpp) run model-written code: set allowCodeExecution: true"),
+    ({"baseline": ISVC, "candidate": ISVC, "tasks": [{"name": "humaneval"}], "allowCodeExecution": True},
+     "humaneval and mbpp run only on quantgate's own problems"),
+    ({"baseline": ISVC, "candidate": ISVC, "suite": "code", "allowCodeExecution": True, "taskLimits": {"gsm8k": 2}},
+     "taskLimits may only name tasks the evaluation runs"),
 ])
 def test_invalid_evaluations_are_rejected(crds, namespace, spec, message):
     obj = {"apiVersion": "quantgate.io/v1alpha1", "kind": "ModelEvaluation", "metadata": {"name": "bad"},
@@ -65,6 +74,13 @@ def test_invalid_evaluations_are_rejected(crds, namespace, spec, message):
 def test_tiny_task_counts_for_its_benchmark(crds, namespace):
     ok = evaluation("tiny", ISVC, ISVC, tasks=[{"name": "tinyGSM8k"}], taskLimits={"gsm8k": 2},
                     profile="math-tutoring")
+    result = _apply(crds, namespace, ok)
+    assert result.returncode == 0, result.stderr
+
+
+def test_code_suite_with_the_opt_in_is_accepted_for_code_help(crds, namespace):
+    ok = evaluation("coder", ISVC, ISVC, suite="code", allowCodeExecution=True, profile="code-help",
+                    taskLimits={"humaneval": 1, "mbpp": 3})
     result = _apply(crds, namespace, ok)
     assert result.returncode == 0, result.stderr
 

@@ -31,7 +31,7 @@ SINGULAR = "modelevaluation"
 SHORT_NAME = "meval"
 CATEGORY = "quantgate"
 
-Suite = Literal["leaderboard", "tiny", "local"]
+Suite = Literal["leaderboard", "tiny", "local", "code"]
 
 # Tasks the built-in suites run (DESIGN.md) and the tinyBenchmarks task standing for
 # each full benchmark; used by the CEL rules that check profile/taskLimits names.
@@ -44,6 +44,8 @@ TINY_FOR = {
     "winogrande": "tinyWinogrande",
     "gsm8k": "tinyGSM8k",
 }
+# The code suite's tasks: they execute model-written code (quantgate.lmeval.code_tasks).
+CODE_TASKS = ("humaneval", "mbpp")
 # The task each built-in profile limits (DESIGN.md "Task-specific limits").
 PROFILE_TASK = {"math-tutoring": "gsm8k", "code-help": "humaneval", "summarization": "mmlu"}
 
@@ -270,7 +272,8 @@ def _spec_rules() -> list[dict]:
     rules.append(
         _cel(
             "!has(self.taskLimits) || (has(self.tasks) ? self.taskLimits.all(k, self.tasks.exists(t, t.name == k)"
-            f" || (k in {tiny} && self.tasks.exists(t, t.name == {tiny}[k]))) : self.taskLimits.all(k, k in {names_ok}))",
+            f" || (k in {tiny} && self.tasks.exists(t, t.name == {tiny}[k]))) : self.taskLimits.all(k, "
+            f"(has(self.suite) && self.suite == 'code') ? k in {_quoted(CODE_TASKS)} : k in {names_ok}))",
             "taskLimits may only name tasks the evaluation runs",
         )
     )
@@ -279,12 +282,24 @@ def _spec_rules() -> list[dict]:
         listed = f"(has(self.tasks) && self.tasks.exists(t, t.name in {_quoted(names)}))"
         # every built-in suite runs gsm8k and mmlu (or their tiny versions); none runs humaneval
         in_suite = " || !has(self.tasks)" if task in SUITE_TASKS else ""
+        if task in CODE_TASKS:
+            in_suite = " || (has(self.suite) && self.suite == 'code' && !has(self.tasks))"
         rules.append(
             _cel(
                 f"self.profile != '{profile}' || {listed}{in_suite}",
-                f"profile {profile} limits {task}: list {' or '.join(names)} among the tasks",
+                f"profile {profile} limits {task}: list {' or '.join(names)} among the tasks"
+                + (" (or use suite code)" if task in CODE_TASKS else ""),
             )
         )
+    code = (f"((has(self.suite) && self.suite == 'code' && !has(self.tasks)) || "
+            f"(has(self.tasks) && self.tasks.exists(t, t.name in {_quoted(CODE_TASKS)})))")
+    rules.append(_cel(f"(has(self.allowCodeExecution) && self.allowCodeExecution) || !{code}",
+                      "code tasks (suite code, humaneval, mbpp) run model-written code: set allowCodeExecution: "
+                      "true to run them in the runner's sandbox"))
+    rules.append(_cel(f"!has(self.tasks) || !self.tasks.exists(t, t.name in {_quoted(CODE_TASKS)}) || "
+                      "(has(self.suite) && self.suite == 'local')",
+                      "humaneval and mbpp run only on quantgate's own problems: use suite code, or suite local "
+                      "with the tasks"))
     return rules
 
 
@@ -338,6 +353,12 @@ class ModelEvaluationSpec(CamelModel):
         default_factory=RunnerSpec, description="Runner Job settings.",
         json_schema_extra={"default": RunnerSpec().dump()},
     )
+    allow_code_execution: bool = Field(
+        False,
+        description="Let code tasks (suite code: humaneval, mbpp) execute the model's code to score it. Each "
+        "sample runs in the runner's sandbox, in containers that get no ServiceAccount token (docs/security.md). "
+        "Required for code tasks; nothing else executes model output.",
+    )
     rerun: str | None = Field(
         None, max_length=63,
         description="Any value; changing it evaluates again (a new generation) with nothing else changed, "
@@ -349,7 +370,20 @@ class ModelEvaluationSpec(CamelModel):
     def _suite_or_tasks(self) -> "ModelEvaluationSpec":
         if self.suite not in (None, "local") and self.tasks:
             raise ValueError("give either suite or tasks, not both (only suite local combines with tasks)")
+        if self.runs_code and not self.allow_code_execution:
+            raise ValueError("code tasks (suite code, humaneval, mbpp) run model-written code: set "
+                             "allowCodeExecution: true to run them in the runner's sandbox")
+        if self.tasks and self.runs_code and self.suite != "local":
+            raise ValueError("humaneval and mbpp run only on quantgate's own problems: use suite code, or suite "
+                             "local with the tasks")
         return self
+
+    @property
+    def runs_code(self) -> bool:
+        """Whether the evaluation runs a code task (which executes model output)."""
+        if self.tasks:
+            return any(t.name in CODE_TASKS for t in self.tasks)
+        return self.suite == "code"
 
     @property
     def effective_suite(self) -> str | None:

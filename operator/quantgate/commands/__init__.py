@@ -7,4 +7,4 @@ Heavy imports (lm-eval, kopf, kubernetes) stay inside those callables so that
 """
 
 NAMES = ("compare", "report", "run", "evaluate", "simulate", "operator", "crd", "dev", "datasets", "merge",
-         "verify")
+         "verify", "publish")

@@ -141,7 +141,7 @@ def run(args) -> int:
                 ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.suite or "leaderboard"),
                 tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
                 api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
-                local_data=args.local_data, fraction=fraction,
+                local_data=args.local_data, fraction=fraction, allow_code_execution=spec.allow_code_execution,
                 extra=trust_args(getattr(spec, role), args.ca_bundle) + (["--datasets", args.datasets]
                                                                          if args.datasets else []),
                 request_cache=out / ".request-cache" / role if fraction is not None else None), out / role))

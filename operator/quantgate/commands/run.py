@@ -34,10 +34,10 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--endpoint", metavar="URL", help="base URL (…, …/v1 or KServe's …/openai/v1 are detected)")
     p.add_argument("--model", help="served model name (default: the one /v1/models lists)")
-    p.add_argument("--suite", choices=("leaderboard", "tiny", "local"), help="named task suite (default leaderboard)")
+    p.add_argument("--suite", choices=("leaderboard", "tiny", "local", "code"), help="named task suite (default leaderboard)")
     p.add_argument("--tasks", metavar="LIST", help="comma-separated tasks, each name[:shots][@limit], e.g. gsm8k:5@100")
     p.add_argument("--local-data", action="store_true",
-                   help="run --tasks on the datasets shipped with quantgate (implied by --suite local)")
+                   help="run --tasks on the datasets shipped with quantgate (implied by --suite local or code)")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of each task (not for tiny tasks)")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight (lm-eval's own default is 1)")
     p.add_argument("--max-length", type=int, help="context length (default: the server's max_model_len)")
@@ -55,6 +55,9 @@ def register(subparsers) -> None:
     p.add_argument("--datasets", metavar="DIR", help="read datasets only from this prepared cache (quantgate "
                    "datasets pull), with the Hugging Face Hub offline; may be read-only")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--allow-code-execution", action="store_true",
+                   help="let code tasks (suite code: humaneval, mbpp) run the model's code, each sample in "
+                        "quantgate's sandbox (docs/security.md); without it they are refused")
     p.add_argument("--request-timeout", type=int, default=300, help="seconds per request")
     p.add_argument("--engine", choices=("api", "vllm"), default="api", help="vllm: load the model in-process (GPU)")
     p.add_argument("--model-path", help="--engine vllm: weights directory or Hugging Face id")
@@ -145,7 +148,7 @@ def config_from_args(args):
             request_cache=Path(args.request_cache) if args.request_cache else None,
             ca_bundle=args.ca_bundle, insecure_skip_verify=args.insecure_skip_verify,
             datasets=Path(args.datasets) if args.datasets else None,
-            shard=_shard(args.shard))
+            shard=_shard(args.shard), allow_code_execution=args.allow_code_execution)
     except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
         first = str(exc).splitlines()
         raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None
@@ -164,27 +167,40 @@ def run(args) -> int:
     from quantgate.lmeval.progress import Progress
     from quantgate.lmeval.runner import run_evaluation
 
-    publish = parse_publish(args.publish_configmap, args.role)
+    target = parse_publish(args.publish_configmap, args.role)
     config = config_from_args(args)
     run_dir = run_evaluation(config, progress=Progress(interval=args.progress_interval, label=args.label),
                              verbose=args.verbose)
-    if publish:
-        try:
-            from quantgate.k8s.results_channel import publish_run
-        except ImportError as exc:
-            raise PublishFailed(f"cannot publish results: {exc}") from None
-        try:
-            if config.shard:  # one index of a sharded Job: its share, merged by the operator
-                from quantgate.k8s.shard_channel import publish_shard
-
-                publish = (publish[0], publish_shard(run_dir, publish[0], publish[1], args.role))
-            else:
-                publish_run(run_dir, publish[0], publish[1], args.role)
-        except QuantgateError:
-            raise
-        except Exception as exc:  # kubernetes ApiException and friends: one line
-            raise PublishFailed(f"publishing results to ConfigMap {'/'.join(publish)} failed: "
-                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-        print(f"published results to ConfigMap {'/'.join(publish)} ({args.role})")
+    if target:
+        publish(run_dir, target, args.role)
     print(run_dir)
     return 0
+
+
+def _is_shard(run_dir) -> bool:
+    import json
+    from pathlib import Path
+
+    manifest = Path(run_dir) / "manifest.json"
+    return manifest.is_file() and bool(json.loads(manifest.read_text()).get("shard"))
+
+
+def publish(run_dir, target: tuple[str, str], role: str) -> None:
+    """Store a complete run directory in the results ConfigMap(s) NAMESPACE/NAME (PublishFailed on error)."""
+    try:
+        from quantgate.k8s.results_channel import publish_run
+    except ImportError as exc:
+        raise PublishFailed(f"cannot publish results: {exc}") from None
+    try:
+        if _is_shard(run_dir):  # one index of a sharded Job: its share, merged by the operator
+            from quantgate.k8s.shard_channel import publish_shard
+
+            target = (target[0], publish_shard(run_dir, target[0], target[1], role))
+        else:
+            publish_run(run_dir, target[0], target[1], role)
+    except QuantgateError:
+        raise
+    except Exception as exc:  # kubernetes ApiException and friends: one line
+        raise PublishFailed(f"publishing results to ConfigMap {'/'.join(target)} failed: "
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    print(f"published results to ConfigMap {'/'.join(target)} ({role})")

@@ -13,6 +13,7 @@ PRIMARY_METRICS = {
     "truthfulqa_mc2": "acc,none",
     # code-help's task; lm-eval's humaneval scores pass@1 after its create_test filter.
     "humaneval": "pass@1,create_test",
+    "mbpp": "pass_at_1,none",  # lm-eval's mbpp metric is a function named pass_at_1, unfiltered
 }
 DEFAULT_METRICS = ("acc_norm,none", "acc,none", "exact_match,strict-match")
 

@@ -6,7 +6,8 @@ them concurrently halves wall time); with the in-Job vLLM engine the baseline ru
 init container first, so both models never hold the GPU at once. Each container runs
 `quantgate run ... --publish-configmap NS/NAME --role ROLE`, which publishes the results
 ConfigMap owned by the evaluation. The API key reaches the container only through
-`env.valueFrom.secretKeyRef`; it is never an argument.
+`env.valueFrom.secretKeyRef`; it is never an argument. A code evaluation's pod is rearranged
+so that the containers executing model code hold no ServiceAccount token (k8s/code_job.py).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings:
     if spec.limit is not None:
         args += ["--limit", str(spec.limit)]
     args += datasets_volume.runner_args(spec, settings or Settings())
+    if spec.allow_code_execution and spec.runs_code:
+        args += ["--allow-code-execution"]
     args += ["--output", f"{WORK}/{role}", "--publish-configmap", f"{ev.namespace}/{results}", "--role", role]
     return args
 
@@ -185,7 +188,7 @@ def build_job(ev: Evaluation, baseline: Resolved | None, candidate: Resolved, se
         pod["nodeSelector"] = dict(ev.spec.runner.node_selector)
     if ev.spec.runner.tolerations:
         pod["tolerations"] = [t.dump() for t in ev.spec.runner.tolerations]
-    return scale_out({
+    job = scale_out({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -200,3 +203,8 @@ def build_job(ev: Evaluation, baseline: Resolved | None, candidate: Resolved, se
             "template": {"metadata": {"labels": lbl}, "spec": pod},
         },
     }, ev.spec, settings)  # parallelism (Indexed Job) and Kueue: quantgate.k8s.scaleout
+    if ev.spec.runs_code:  # its evaluating containers run model code: no token for them
+        from quantgate.k8s.code_job import isolate_code_execution
+
+        isolate_code_execution(job, WORK, names.ENV_API_KEY)
+    return job

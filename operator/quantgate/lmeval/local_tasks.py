@@ -16,9 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from quantgate import __version__
+from quantgate.lmeval.code_tasks import code_task_configs, dump
 
 DATA_DIR = Path(__file__).parent / "tasks" / "data"
 MMLU_SUBJECTS = {
@@ -74,21 +73,23 @@ def local_task_configs(official: Path) -> dict[str, dict]:
     for name in ("_mmlu.yaml", "_mmlu_stem.yaml", "_mmlu_humanities.yaml", "_mmlu_social_sciences.yaml",
                  "_mmlu_other.yaml"):
         configs[name] = {"include": str(mmlu / name)}
+    configs.update(code_task_configs(official, DATA_DIR))  # humaneval, mbpp (see code_tasks)
     return configs
 
 
 def local_include_dir(cache_root: Path | None = None) -> Path:
     """Write (once) and return the directory of generated local task YAMLs."""
     official = lm_eval_tasks_dir()
-    key = hashlib.sha256(f"{official}|{DATA_DIR}|{__version__}".encode()).hexdigest()[:16]
+    texts = {name: dump(config) for name, config in local_task_configs(official).items()}
+    key = hashlib.sha256(f"{official}|{DATA_DIR}|{__version__}|{sorted(texts.items())}".encode()).hexdigest()[:16]
     root = cache_root or Path(os.environ.get("QUANTGATE_CACHE", Path.home() / ".cache" / "quantgate"))
     target = root / "local-tasks" / key
     if (target / ".complete").exists():
         return target
     root.joinpath("local-tasks").mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root / "local-tasks", prefix=".staging-"))
-    for name, config in local_task_configs(official).items():
-        (staging / name).write_text(yaml.safe_dump(config, sort_keys=False))
+    for name, text in texts.items():
+        (staging / name).write_text(text)
     (staging / ".complete").write_text("")
     try:
         staging.rename(target)

@@ -33,7 +33,8 @@ def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: st
              tasks: str | None = None, limit: int | None = None, concurrency: int = 32,
              label: str = "", api_key_env: str | None = None, progress_interval: float = 5.0,
              local_data: bool = False, fraction: float | None = None,
-             request_cache: Path | None = None, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+             request_cache: Path | None = None, extra: list[str] | tuple[str, ...] = (),
+             allow_code_execution: bool = False) -> list[str]:
     args = ["--endpoint", endpoint, "--output", str(output), "--force", "--concurrency", str(concurrency),
             "--progress-interval", str(progress_interval)]
     if label:
@@ -48,6 +49,8 @@ def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: st
         args += ["--limit", str(limit)]
     if local_data:
         args += ["--local-data"]
+    if allow_code_execution:
+        args += ["--allow-code-execution"]
     if api_key_env:
         args += ["--api-key-env", api_key_env]
     if fraction is not None:

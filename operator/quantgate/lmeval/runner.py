@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from quantgate import __version__
 from quantgate.api.v1alpha1 import TaskSpec
 from quantgate.errors import InputError, QuantgateError
+from quantgate.lmeval.code_tasks import check_code_tasks, code_execution
 from quantgate.lmeval.offline import offline_environment
 from quantgate.lmeval.preflight import Endpoint, preflight, public_url
 from quantgate.lmeval.progress import Progress, SilentProgress
@@ -93,10 +94,12 @@ class RunConfig(BaseModel):
                                        "stage reuses the answers of the earlier ones instead of asking again.")
     shard: tuple[int, int] | None = Field(None, description="(index, count): evaluate only this shard of the "
                                           "plan (quantgate.lmeval.shard); join the shards with `quantgate merge`.")
+    allow_code_execution: bool = Field(False, description="Run code tasks (model-written code, in the sandbox).")
 
     @property
     def uses_local_data(self) -> bool:
-        return self.local_data if self.local_data is not None else (self.suite == "local" and not self.tasks)
+        return self.local_data if self.local_data is not None else (self.suite in ("local", "code")
+                                                                    and not self.tasks)
 
     def secret(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
@@ -325,6 +328,7 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
     """
     progress = progress or SilentProgress()
     specs = resolve_tasks(config.suite, config.tasks)
+    check_code_tasks([s.name for s in specs], config.allow_code_execution, config.uses_local_data)
     redactor = Redactor([config.secret()])
     if config.datasets is not None:
         from quantgate.lmeval.datasets_cache import use_cache
@@ -457,13 +461,16 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
         model, recorded_args = "vllm", model_args
 
     tracker = EvaluationTracker(output_path=str(staging / "results.json"))
-    results = simple_evaluate(
-        model=model, model_args=recorded_args, tasks=objs, task_manager=task_manager,
-        samples=samples, log_samples=True, evaluation_tracker=tracker,
-        use_cache=str(config.request_cache) if config.request_cache else None,
-        random_seed=config.seed, numpy_random_seed=config.seed, torch_random_seed=config.seed,
-        fewshot_random_seed=config.seed,
-    )
+    # Unsafe (code) tasks only where every one is quantgate's sandboxed version: the local task manager.
+    sandboxed = config.allow_code_execution and config.uses_local_data
+    with code_execution(sandboxed, manifest):
+        results = simple_evaluate(
+            model=model, model_args=recorded_args, tasks=objs, task_manager=task_manager,
+            samples=samples, log_samples=True, evaluation_tracker=tracker,
+            random_seed=config.seed, numpy_random_seed=config.seed, torch_random_seed=config.seed,
+            fewshot_random_seed=config.seed, confirm_run_unsafe_code=sandboxed,
+            use_cache=str(config.request_cache) if config.request_cache else None,
+        )
     if results is None:
         raise RunFailed("lm-eval returned no results")
     if config.engine == "api":

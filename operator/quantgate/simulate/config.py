@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from quantgate.decision.model import CamelModel
 from quantgate.errors import InputError
 
-SCORED_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k")
+SCORED_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k", "humaneval", "mbpp")
 
 
 class Variant(CamelModel):

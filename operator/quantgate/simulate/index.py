@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,10 @@ def prompt_key(text: str) -> str:
 def _data_fingerprint() -> str:
     import lm_eval
 
+    from quantgate import __version__
     from quantgate.lmeval.local_tasks import DATA_DIR
 
-    h = hashlib.sha256(f"{INDEX_FORMAT}|{lm_eval.__version__}".encode())
+    h = hashlib.sha256(f"{INDEX_FORMAT}|{lm_eval.__version__}|{__version__}".encode())
     for f in sorted(DATA_DIR.rglob("*.jsonl")):
         h.update(str(f.relative_to(DATA_DIR)).encode())
         h.update(f.read_bytes())
@@ -52,6 +53,8 @@ def _gold(task: str, doc: dict):
     """The correct answer of a local item: a choice index, a set of indices (mc2) or a number (gsm8k)."""
     if task == "gsm8k":
         return doc["answer"].split("####")[-1].strip()
+    if task in ("humaneval", "mbpp"):
+        return doc["task_id"]  # the simulator looks its completions up by problem
     if task == "arc_challenge":
         return doc["choices"]["label"].index(doc["answerKey"])
     if task == "hellaswag":
@@ -65,11 +68,12 @@ def _gold(task: str, doc: dict):
 
 def build_index() -> dict:
     """{"keys": {key: [unit, item, choice, cont_chars]}, "items": {unit: {item: {"gold", "choices"}}}}."""
+    from quantgate.lmeval.code_tasks import CODE_TASKS
     from quantgate.lmeval.local_tasks import LOCAL_TASKS, local_task_manager
     from quantgate.lmeval.offline import offline_environment
 
     offline_environment()
-    loaded = local_task_manager().load(list(LOCAL_TASKS))
+    loaded = local_task_manager().load(list(LOCAL_TASKS + CODE_TASKS))
     keys: dict[str, list] = {}
     items: dict[str, dict] = {}
     for name, task in loaded["tasks"].items():

@@ -13,11 +13,15 @@ about 4e-18 per item). The task's acc is therefore the planted share exactly,
 and an item counts as correct iff its acc >= 0.5.
 gsm8k: the answer ends in "#### N" with no other digits, so strict-match and
 flexible-extract both read N: gold when planted correct, gold ± delta otherwise.
+humaneval, mbpp: the problem's canonical solution when planted correct, else its plausible
+wrong solution (quantgate.lmeval.tasks._generate_code), which fails at least one test; so
+pass@1 in the sandbox is the planted share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from quantgate.simulate.config import FleetConfig, Variant
 from quantgate.simulate.index import ItemIndex
@@ -27,6 +31,13 @@ from quantgate.simulate.tokenizer import EOS_ID, Tokenizer
 CHOSEN_LOGPROB = -0.01
 MC2_OTHER_LOGPROB = -40.0
 UNKNOWN_TEXT = " I am not sure."
+
+
+@lru_cache(maxsize=2)
+def _code_completions(task: str) -> dict:
+    from quantgate.lmeval.tasks._generate_code import completions
+
+    return completions(task)
 
 
 @dataclass
@@ -72,6 +83,9 @@ class SimulatedModel:
             return UNKNOWN_TEXT
         gold = self.index.items[entry.task][entry.item]["gold"]
         right = entry.item in self.correct[entry.task]
+        if entry.task in ("humaneval", "mbpp"):
+            passing, failing = _code_completions(entry.task)[gold]
+            return passing if right else failing
         number = gold if right else wrong_number(self.config.seed, entry.task, entry.item, gold)
         return f" Working through the question step by step gives the result.\n#### {number}"
 
