@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (once per pinned version) the Argo engines the GitOps tests run as processes:
-# the Argo CD multi-call binary (application controller and repo server), kustomize (which
+# the Argo CD multi-call binary (application controller and repo server), argocd-healthcheck
+# (Argo CD's health assessment of health_test.yaml, tools/argocd/healthcheck), kustomize (which
 # Argo CD's repo server runs), and the Argo Rollouts controller. Their CRDs are copied from
 # the engines' modules into ~/.cache/quantgate/bin/{argocd,rollouts}-crds/. Same cache layout as scripts/build-tools.sh: binaries in
 # ~/.cache/quantgate/bin/<version>/, stable links in ~/.cache/quantgate/bin/, and a
@@ -25,7 +26,7 @@ build() {  # build NAME VERSION MODULE_DIR LDFLAGS OUTPUT PKG
   local name=$1 version=$2 dir=$3 ldflags=$4 output=$5 pkg=$6
   local out=$bin/$version
   local stamp=$out/.built-$name
-  local want="$version $(sha256sum "$root/tools/$dir/go.mod" | cut -c1-16)"
+  local want="$version $(cd "$root/tools/$dir" && find . -name go.mod -o -name '*.go' | sort | xargs cat | sha256sum | cut -c1-16)"
   if [[ -f $stamp && $(cat "$stamp") == "$want" && -x $out/$output ]]; then
     echo "tools: $name $version cached in $out"
   else
@@ -41,14 +42,17 @@ build() {  # build NAME VERSION MODULE_DIR LDFLAGS OUTPUT PKG
 build argo-rollouts "$ROLLOUTS_VERSION" rollouts \
   "-s -w -X github.com/argoproj/argo-rollouts/utils/version.version=${ROLLOUTS_VERSION#v}" \
   rollouts-controller github.com/argoproj/argo-rollouts/cmd/rollouts-controller
+
+# Argo CD's health assessment (settings manager + gitops-engine + util/lua) as a small command,
+# for health_test.yaml: tools/argocd/healthcheck/main.go.
+build argocd-healthcheck "$ARGOCD_VERSION" argocd "-s -w" argocd-healthcheck ./healthcheck
+build kustomize "$KUSTOMIZE_VERSION" kustomize \
+  "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION" \
+  kustomize sigs.k8s.io/kustomize/kustomize/v5
 build argocd "$ARGOCD_VERSION" argocd \
   "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v} \
   -X github.com/argoproj/argo-cd/v3/common.gitTreeState=clean" \
   argocd github.com/argoproj/argo-cd/v3/cmd
-
-build kustomize "$KUSTOMIZE_VERSION" kustomize \
-  "-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION" \
-  kustomize sigs.k8s.io/kustomize/kustomize/v5
 
 crds() {  # crds ENGINE MODULE_DIR MODULE: the CRDs of the module version the wrapper pins
   local dir
@@ -67,8 +71,8 @@ done
 link() { ln -sfn "$bin/$2/$1" "$bin/$1"; }
 link rollouts-controller "$ROLLOUTS_VERSION"
 link kustomize "$KUSTOMIZE_VERSION"
-for b in argocd argocd-application-controller argocd-repo-server; do link "$b" "$ARGOCD_VERSION"; done
-for b in rollouts-controller kustomize argocd argocd-application-controller argocd-repo-server; do
+for b in argocd argocd-application-controller argocd-repo-server argocd-healthcheck; do link "$b" "$ARGOCD_VERSION"; done
+for b in rollouts-controller kustomize argocd argocd-application-controller argocd-repo-server argocd-healthcheck; do
   [[ -x $bin/$b ]] || { echo "tools: $bin/$b missing after build" >&2; exit 1; }
 done
 echo "tools: argo engines ready in $bin"
