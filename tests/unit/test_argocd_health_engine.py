@@ -79,7 +79,7 @@ def test_a_script_using_string_is_unknown_under_argocd(healthcheck, tmp_path):
     code, by_path = assess(healthcheck, cm, CHECK_DIR / "health_test.yaml")
     assert code == 1
     ship = by_path["testdata/ship.yaml"]["got"]
-    assert ship["status"] == "Unknown" and "string" in ship["message"], ship
+    assert ship["status"] == "Unknown" and "non-table object(nil) with key 'upper'" in ship["message"], ship
 
 
 def test_a_wrong_verdict_mapping_is_caught(healthcheck, tmp_path):
