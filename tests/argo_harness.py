@@ -39,8 +39,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def missing_engines() -> list[str]:
-    return [name for name in ENGINES if not os.access(paths.binary(name), os.X_OK)]
+def missing_engines(names: tuple[str, ...] = ENGINES) -> list[str]:
+    return [name for name in names if not os.access(paths.binary(name), os.X_OK)]
 
 
 def crd_dir(engine: str) -> Path:

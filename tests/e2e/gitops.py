@@ -196,7 +196,7 @@ def main() -> int:
                         help="seconds to keep watching the ABTest application after Argo CD saw the verdict")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()
-    missing = argo.missing_engines()
+    missing = argo.missing_engines(("argocd-application-controller", "argocd-repo-server", "kustomize"))
     if missing:
         print(f"e2e-gitops: {', '.join(missing)} missing: run `make tools-argo`", file=sys.stderr)
         return 2
