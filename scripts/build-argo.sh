@@ -63,6 +63,10 @@ crds() {  # crds ENGINE MODULE_DIR MODULE: the CRDs of the module version the wr
 }
 crds argocd argocd github.com/argoproj/argo-cd/v3
 crds rollouts rollouts github.com/argoproj/argo-rollouts
+# The repo server runs git-verify-wrapper.sh on every checkout (its image ships it from hack/).
+cp "$(cd "$root/tools/argocd" && go list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3)/hack/git-verify-wrapper.sh" \
+  "$bin/$ARGOCD_VERSION/git-verify-wrapper.sh"
+chmod 755 "$bin/$ARGOCD_VERSION/git-verify-wrapper.sh"
 
 # Argo CD picks its role from argv[0]: one link per role next to the binary.
 for role in argocd-application-controller argocd-repo-server; do
@@ -71,8 +75,11 @@ done
 link() { ln -sfn "$bin/$2/$1" "$bin/$1"; }
 link rollouts-controller "$ROLLOUTS_VERSION"
 link kustomize "$KUSTOMIZE_VERSION"
-for b in argocd argocd-application-controller argocd-repo-server argocd-healthcheck; do link "$b" "$ARGOCD_VERSION"; done
-for b in rollouts-controller kustomize argocd argocd-application-controller argocd-repo-server argocd-healthcheck; do
+for b in argocd argocd-application-controller argocd-repo-server argocd-healthcheck git-verify-wrapper.sh; do
+  link "$b" "$ARGOCD_VERSION"
+done
+for b in rollouts-controller kustomize argocd argocd-application-controller argocd-repo-server argocd-healthcheck \
+  git-verify-wrapper.sh; do
   [[ -x $bin/$b ]] || { echo "tools: $bin/$b missing after build" >&2; exit 1; }
 done
 echo "tools: argo engines ready in $bin"

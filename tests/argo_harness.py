@@ -62,6 +62,15 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.5):
         time.sleep(interval)
 
 
+def established(cluster, crd: str) -> None:
+    """Wait until a just-created CRD is served (kubectl wait errors while .status has no conditions)."""
+    def check():
+        out = cluster.kubectl("get", "crd", crd, "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                              check=False)
+        return out.stdout.strip() == "True"
+    wait_until(check, 60, f"CRD {crd} established")
+
+
 class Process:
     """A long-running command with its log in a file; stop() signals its process group."""
 
@@ -208,7 +217,7 @@ class ArgoCD:
         for path in sorted(crd_dir("argocd").glob("*-crd.yaml")):
             self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
         for crd in ("applications.argoproj.io", "appprojects.argoproj.io"):
-            self.cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+            established(self.cluster, crd)
         self.cluster.kubectl("create", "namespace", ARGOCD_NS, check=False)
         labels = {"app.kubernetes.io/part-of": "argocd"}
         self.cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
@@ -259,7 +268,7 @@ class RolloutsController:
         for path in sorted(crd_dir("rollouts").glob("*-crd.yaml")):
             self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
         for crd in ("analysisruns.argoproj.io", "analysistemplates.argoproj.io", "rollouts.argoproj.io"):
-            self.cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+            established(self.cluster, crd)
 
     def start(self) -> "RolloutsController":
         self.proc.start()

@@ -31,6 +31,7 @@ import copy
 import gzip
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -61,10 +62,15 @@ FLEET = {"seed": 7, "reference": "llama-fp16", "variants": [
 ]}
 LIMIT = 8
 SCENARIOS = {"ship": "Ship", "block": "Block", "abtest": "ABTest"}
-ROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")
+ROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")  # (group, version, plural)
 MEVAL = ("quantgate.io", "v1alpha1", "modelevaluations")
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
-APPS = ("argoproj.io", "v1alpha1", "argocd", "applications")
+APPS = ("argoproj.io", "v1alpha1", "argocd", "applications")  # (group, version, namespace, plural)
+
+
+def in_ns(kind: tuple[str, str, str], ns: str) -> tuple[str, str, str, str]:
+    """CustomObjectsApi's namespaced argument order: group, version, namespace, plural."""
+    return kind[0], kind[1], ns, kind[2]
 
 
 def say(msg: str) -> None:
@@ -150,17 +156,17 @@ class StandIns(threading.Thread):
         try:
             while not self.stop.wait(0.5):
                 for ns, urls in self.urls.items():
-                    for obj in self.api.list_namespaced_custom_object(*ISVC, ns)["items"]:
+                    for obj in self.api.list_namespaced_custom_object(*in_ns(ISVC, ns))["items"]:
                         if not (obj.get("status") or {}).get("conditions"):
                             url = urls[obj["metadata"]["name"]]
-                            self.api.patch_namespaced_custom_object_status(*ISVC, ns, obj["metadata"]["name"], {
+                            self.api.patch_namespaced_custom_object_status(*in_ns(ISVC, ns), obj["metadata"]["name"], {
                                 "status": {"url": url, "address": {"url": url}, "conditions": [
                                     {"type": "Ready", "status": "True", "reason": "Simulated"},
                                     {"type": "PredictorReady", "status": "True"}]}})
-                    for obj in self.api.list_namespaced_custom_object(*ROUTE, ns)["items"]:
+                    for obj in self.api.list_namespaced_custom_object(*in_ns(ROUTE, ns))["items"]:
                         if not (obj.get("status") or {}).get("parents"):
                             gen = obj["metadata"]["generation"]
-                            self.api.patch_namespaced_custom_object_status(*ROUTE, ns, obj["metadata"]["name"], {
+                            self.api.patch_namespaced_custom_object_status(*in_ns(ROUTE, ns), obj["metadata"]["name"], {
                                 "status": {"parents": [{
                                     "parentRef": obj["spec"]["parentRefs"][0], "controllerName": "e2e/gateway",
                                     "conditions": [
@@ -203,6 +209,9 @@ def main() -> int:
     from quantgate.simulate.fleet import SimulatedFleet
     from kubernetes import client as k8s
 
+    # A SIGTERM (CI timeout, kill PID) unwinds like Ctrl-C, so every process started here is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
     work = Path(tempfile.mkdtemp(prefix="quantgate-e2e-gitops-"))
     started = time.monotonic()
     say(f"work directory {work}; starting the dev cluster")
@@ -212,8 +221,7 @@ def main() -> int:
     try:
         install_crds(cluster)
         cluster.kubectl("apply", "-f", str(argo.HTTPROUTE_CRD))
-        cluster.kubectl("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io",
-                        "--timeout=60s")
+        argo.established(cluster, "httproutes.gateway.networking.k8s.io")
         namespaces = {s: f"models-{s}" for s in SCENARIOS}
         for ns in namespaces.values():  # the platform team's part: namespace and the runner's RBAC
             cluster.kubectl("create", "namespace", ns)
@@ -268,7 +276,7 @@ def observe(cluster, cd, api, namespaces, redis_address, stand_ins, t0, abtest_w
 
     def meval_verdict(ns: str) -> str | None:
         try:
-            obj = api.get_namespaced_custom_object(*MEVAL, ns, "llama-int4")
+            obj = api.get_namespaced_custom_object(*in_ns(MEVAL, ns), "llama-int4")
         except Exception:  # not applied yet
             return None
         st = obj.get("status") or {}
@@ -278,7 +286,7 @@ def observe(cluster, cd, api, namespaces, redis_address, stand_ins, t0, abtest_w
         return api.get_namespaced_custom_object(*APPS, name)
 
     def route_applied(ns: str) -> bool:
-        return bool(api.list_namespaced_custom_object(*ROUTE, ns)["items"])
+        return bool(api.list_namespaced_custom_object(*in_ns(ROUTE, ns))["items"])
 
     deadline = time.monotonic() + 1500
     while len(done) < len(namespaces):
