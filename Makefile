@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test unit integration tools system-deps e2e crd manifests lock bench clean
+.PHONY: venv demo test unit integration tools system-deps e2e crd manifests lock bench clean tools-argo e2e-gitops
 
 # Create/refresh .venv/ when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -25,17 +25,26 @@ tools:
 system-deps:
 	bash scripts/system-deps.sh
 
-test: venv tools system-deps
+# Argo CD, kustomize and Argo Rollouts for the GitOps tests (cached like the control plane).
+tools-argo:
+	bash scripts/build-argo.sh
+
+test: venv tools tools-argo system-deps
 	QUANTGATE_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest tests -q
+	$(BIN)/python tests/e2e/gitops.py
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q
 
-integration: venv tools
+integration: venv tools tools-argo
 	QUANTGATE_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest tests/integration -q
 
 e2e: venv tools
 	bash scripts/e2e.sh
+
+# Argo CD v3.6.1 syncs manifests/argocd/example/ (Ship, Block, ABTest); last line JSON. See tests/e2e/gitops.py.
+e2e-gitops: venv tools tools-argo system-deps
+	$(BIN)/python tests/e2e/gitops.py
 
 crd: venv
 	$(BIN)/quantgate crd -o manifests/crd/modelevaluations.quantgate.io.yaml

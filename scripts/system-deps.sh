@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, only those missing:
-#   promtool (package prometheus), chromium (HTML report check in a real browser).
+#   promtool (package prometheus), chromium (HTML report check in a real browser),
+#   redis-server (Argo CD's cache) and git (git daemon serves the GitOps tests' repository).
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v git >/dev/null 2>&1 || need+=(git)
 if ((${#need[@]})); then
   echo "system-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
