@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test unit integration tools system-deps e2e crd manifests lock bench clean
+.PHONY: venv demo test unit integration tools system-deps e2e crd manifests lock bench clean tools-llama demo-real
 
 # Create/refresh .venv/ when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -25,13 +25,13 @@ tools:
 system-deps:
 	bash scripts/system-deps.sh
 
-test: venv tools system-deps
+test: venv tools tools-llama system-deps
 	QUANTGATE_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest tests -q
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q
 
-integration: venv tools
+integration: venv tools tools-llama
 	QUANTGATE_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest tests/integration -q
 
 e2e: venv tools
@@ -54,3 +54,12 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The real-model test ground: llama-cpp-python's wheel (built once, cached), the SmolLM2 Q4_1
+# reference GGUF and its Q3_K_M / Q2_K requantizations, under ~/.cache/quantgate/.
+tools-llama: venv
+	bash scripts/build-llama.sh $(VENV)
+
+# Reference vs Q3_K_M and Q2_K through the in-process llama.cpp engine: real scores, flips, fidelity.
+demo-real: tools-llama
+	bash scripts/demo-real.sh

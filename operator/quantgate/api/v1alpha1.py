@@ -102,9 +102,18 @@ class VllmEngine(CamelModel):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
 
 
+class LlamaCppEngine(CamelModel):
+    """Evaluate a GGUF file inside the runner Job with llama.cpp (CPU; quantgate's in-process engine)."""
+
+    model_path: str = Field(description="Path of the .gguf file (inside the PVC when pvc is set).",
+                            min_length=1, max_length=1024)
+    pvc: str | None = Field(None, description="PersistentVolumeClaim holding the file, mounted read-only.")
+
+
 _ONE_SOURCE = _cel(
-    "[has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm)].filter(x, x).size() == 1",
-    "a model needs exactly one of inferenceServiceRef, endpoint, vllm",
+    "[has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm), has(self.llamaCpp)]"
+    ".filter(x, x).size() == 1",
+    "a model needs exactly one of inferenceServiceRef, endpoint, vllm, llamaCpp",
 )
 
 
@@ -118,13 +127,14 @@ class ModelSource(CamelModel):
     )
     endpoint: Endpoint | None = Field(None, description="An OpenAI-compatible endpoint URL.")
     vllm: VllmEngine | None = Field(None, description="Run the model inside the Job with vLLM (needs GPUs).")
+    llama_cpp: LlamaCppEngine | None = Field(None, description="Evaluate a GGUF file inside the Job with llama.cpp.")
     size: str | None = Field(None, description="Model size shown in reports, e.g. 4.6Gi.", max_length=32)
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "ModelSource":
-        given = [n for n in ("inference_service_ref", "endpoint", "vllm") if getattr(self, n) is not None]
+        given = [n for n in ("inference_service_ref", "endpoint", "vllm", "llama_cpp") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError("a model needs exactly one of inferenceServiceRef, endpoint, vllm")
+            raise ValueError("a model needs exactly one of inferenceServiceRef, endpoint, vllm, llamaCpp")
         return self
 
     def describe(self) -> str:
@@ -133,6 +143,8 @@ class ModelSource(CamelModel):
             return self.inference_service_ref.name
         if self.endpoint:
             return self.endpoint.model or self.endpoint.url
+        if self.llama_cpp:
+            return self.llama_cpp.model_path.rsplit("/", 1)[-1]
         assert self.vllm is not None
         return (self.vllm.model_path or self.vllm.pvc or "vllm").rsplit("/", 1)[-1]
 

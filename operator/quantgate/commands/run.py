@@ -46,8 +46,11 @@ def register(subparsers) -> None:
     p.add_argument("--api-key-file", metavar="PATH", help="file with the key (a mounted Secret); wins over the env")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--request-timeout", type=int, default=300, help="seconds per request")
-    p.add_argument("--engine", choices=("api", "vllm"), default="api", help="vllm: load the model in-process (GPU)")
-    p.add_argument("--model-path", help="--engine vllm: weights directory or Hugging Face id")
+    p.add_argument("--engine", choices=("api", "vllm", "llama-cpp"), default="api",
+                   help="vllm: load the model in-process (GPU); llama-cpp: a GGUF file in-process (CPU)")
+    p.add_argument("--model-path", help="--engine vllm: weights directory or Hugging Face id; "
+                   "--engine llama-cpp: the .gguf file")
+    p.add_argument("--threads", type=int, help="--engine llama-cpp: CPU threads (default: all cores)")
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--dtype", default="auto")
     p.add_argument("--quantization", help="vLLM quantization method (awq, gptq, fp8, ...)")
@@ -116,7 +119,14 @@ def config_from_args(args):
         vllm = VllmSettings(model_path=args.model_path, tensor_parallel_size=args.tensor_parallel_size,
                             dtype=args.dtype, quantization=args.quantization,
                             gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_length)
-    elif not args.endpoint:
+    llama = None
+    if args.engine == "llama-cpp":
+        from quantgate.lmeval.runner import LlamaCppSettings
+
+        if not args.model_path:
+            raise InputError("--engine llama-cpp needs --model-path FILE.gguf")
+        llama = LlamaCppSettings(model_path=args.model_path, n_threads=args.threads)
+    elif not args.endpoint and args.engine == "api":
         raise InputError("--endpoint URL is required (or --engine vllm --model-path PATH)")
     try:
         return RunConfig(
@@ -124,7 +134,7 @@ def config_from_args(args):
             suite=args.suite, tasks=parse_tasks(args.tasks) if args.tasks else None, limit=args.limit,
             concurrency=args.concurrency, max_length=args.max_length, tokenizer=args.tokenizer,
             api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
-            request_timeout=args.request_timeout, vllm=vllm, force=args.force, label=args.label,
+            request_timeout=args.request_timeout, vllm=vllm, llama_cpp=llama, force=args.force, label=args.label,
             local_data=True if args.local_data else None)
     except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
         first = str(exc).splitlines()

@@ -52,6 +52,9 @@ def resolve(source: ModelSource, get_isvc) -> Resolved | NotReady:
     if source.endpoint is not None:
         ep = source.endpoint
         return Resolved(ep.url.rstrip("/"), ep.model, ep.api_key_secret_ref, f"endpoint:{ep.url.rstrip('/')}")
+    if source.llama_cpp is not None:
+        g = source.llama_cpp
+        return Resolved(None, g.model_path, None, f"llama-cpp:{g.pvc or ''}:{g.model_path}")
     if source.vllm is not None:
         v = source.vllm
         ident = f"vllm:{v.pvc or ''}:{v.model_path}:{v.quantization or ''}:{v.dtype}:{v.tensor_parallel_size}"
