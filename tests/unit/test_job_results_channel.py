@@ -86,3 +86,28 @@ def test_names_are_deterministic_and_short():
     assert names.job_name("ev", 3) != names.job_name("ev", 4)
     assert len(names.job_name(long, 12345)) <= 63
     assert names.job_name("Ev_Name", 1).startswith("ev-name-g1-")
+
+
+class _Core:
+    """Stores ConfigMaps the way the API does, for the publish -> read round trip."""
+
+    def __init__(self):
+        self.cms = {}
+
+    def create_namespaced_config_map(self, namespace, cm):
+        self.cms[(namespace, cm["metadata"]["name"])] = cm
+
+    def read_namespaced_config_map(self, name, namespace):
+        return self.cms[(namespace, name)]
+
+
+def test_a_refusal_travels_in_place_of_results_and_reads_as_one_bounded_line(monkeypatch):
+    core = _Core()
+    monkeypatch.setattr("quantgate.k8s.client.core_v1", lambda: core)
+    reason = ("log-probability probe: http://llm:8000/v1/completions returns prompt log-probabilities shifted by "
+              "one token\n(details)" + " x" * 400)
+    rc.publish_refusal("ns", "r-candidate", "candidate", reason)
+    with pytest.raises(rc.RefusedResults) as err:
+        rc.read_results(core, "ns", "r-candidate")
+    text = str(err.value)
+    assert "shifted by one token" in text and "\n" not in text and len(text) <= rc.REFUSAL_CHARS

@@ -357,3 +357,25 @@ def test_rerun_evaluates_again_without_the_baseline_cached_before(world):
     rec.active.finished(NS, names.job_name("a", 2))
     rec.reconcile(NS, "b")
     assert cluster.evals["b"]["status"]["resultsRef"]["baselineReused"] is True
+
+
+def test_a_refused_endpoint_fails_closed_with_the_runners_reason(world):
+    from quantgate.k8s.results_channel import RefusedResults
+
+    cluster, rec = world
+    reason = "log-probability probe: http://int4/v1/completions returns prompt log-probabilities shifted by one token"
+    plain = cluster.read_results
+
+    def read_results(ns, name):
+        if name.endswith("candidate"):
+            raise RefusedResults(reason)
+        return plain(ns, name)
+
+    cluster.read_results = read_results
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    cluster.finish_job(names.job_name("a", 1), "Failed")
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["phase"] == "Failed" and st["reason"] == "EndpointRefused" and "verdict" not in st
+    assert st["message"] == f"candidate: {reason}" and st["promotable"] is False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import re
 
 from quantgate.errors import InputError, QuantgateError
@@ -141,14 +142,31 @@ def config_from_args(args):
         raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None
 
 
+def _publish_refusal(publish: tuple[str, str], role: str, message: str) -> None:
+    try:
+        from quantgate.k8s.results_channel import publish_refusal
+
+        publish_refusal(publish[0], publish[1], role, message)
+    except Exception as exc:  # the refusal itself stands; the operator then reports a failed Job
+        print(f"quantgate run: could not publish the refusal to ConfigMap {'/'.join(publish)}: "
+              f"{type(exc).__name__}", file=sys.stderr)
+
+
 def run(args) -> int:
     from quantgate.lmeval.progress import Progress
     from quantgate.lmeval.runner import run_evaluation
 
     publish = parse_publish(args.publish_configmap, args.role)
     config = config_from_args(args)
-    run_dir = run_evaluation(config, progress=Progress(interval=args.progress_interval, label=args.label),
-                             verbose=args.verbose)
+    try:
+        run_dir = run_evaluation(config, progress=Progress(interval=args.progress_interval, label=args.label),
+                                 verbose=args.verbose)
+    except QuantgateError as exc:
+        from quantgate.lmeval.logprob_probe import LogprobProbeError
+
+        if publish and isinstance(exc, LogprobProbeError):  # the probe refused: tell the operator why
+            _publish_refusal(publish, args.role, str(exc))
+        raise
     if publish:
         try:
             from quantgate.k8s.results_channel import publish_run

@@ -341,13 +341,31 @@ class Reconciler:
         job_name = job["metadata"]["name"]
         outcome, message = st.job_outcome(job)
         if outcome == "Failed":
-            self._fail(body, "JobFailed", f"runner Job {job_name} failed: {message}")
+            refused = self._refusal(job)
+            if refused:
+                self._fail(body, "EndpointRefused", refused)
+            else:
+                self._fail(body, "JobFailed", f"runner Job {job_name} failed: {message}")
         elif outcome == "Complete":
             self._finish(body, spec, job)
         elif status.get("phase") != Phase.RUNNING.value or status.get("jobName") != job_name:
             refs = results_refs(job_name, reused_baseline(job))
             self._patch(body, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
                                           status, jobName=job_name, resultsRef=refs))
+
+    def _refusal(self, job: dict) -> str | None:
+        """Why the runner refused to evaluate (published in place of results), if it said so."""
+        from quantgate.k8s.results_channel import RefusedResults
+
+        refs = results_refs(job["metadata"]["name"], reused_baseline(job))
+        for role in ("baseline", "candidate"):
+            try:
+                self.cluster.read_results(job["metadata"]["namespace"], refs[role])
+            except RefusedResults as exc:
+                return f"{role}: {exc}"
+            except Exception:  # absent or unreadable: not a refusal
+                continue
+        return None
 
     def _finish(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
         from quantgate.decision import compare

@@ -10,7 +10,8 @@ independent check:
 
 1. generate one token greedily after a short prompt (`PROBE_PREFIX`), with its logprob;
 2. echo the prompt followed by that token, with logprobs;
-3. the echo must hold one entry per prompt token (`usage.prompt_tokens`), and its entry for
+3. the echo must hold one entry per prompt token (the echoed tokens spell the prompt; else
+   `usage.prompt_tokens`), and its entry for
    the last prompt token must equal the generated token's logprob (same model, same context).
 
 A mismatch whose value instead appears one position earlier (in the echo's
@@ -81,6 +82,21 @@ def _number(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
+def _prompt_entries(tokens: list, prompt: str) -> int | None:
+    """How many echoed entries spell the prompt (a BOS token the server adds has none); None
+    when the token strings do not spell it (byte pieces, or no prompt entries at all)."""
+    spelled = ""
+    for i, token in enumerate(tokens):
+        if not isinstance(token, str):
+            return None
+        spelled += token
+        if spelled == prompt:
+            return i + 1
+        if len(spelled) >= len(prompt):
+            return None
+    return None
+
+
 def probe_logprobs(completions_url: str, model: str, api_key: str | None = None) -> ProbeResult:
     """Run the probe against an OpenAI-compatible /v1/completions URL; raise LogprobProbeError."""
     session = requests.Session()
@@ -103,9 +119,11 @@ def probe_logprobs(completions_url: str, model: str, api_key: str | None = None)
     values = elp.get("token_logprobs") or []
     tokens = elp.get("tokens") or []
     tops = elp.get("top_logprobs") or []
-    n = (echo.get("usage") or {}).get("prompt_tokens")
-    if not isinstance(n, int) or n < 2:
-        n = ((gen.get("usage") or {}).get("prompt_tokens") or 0) + 1
+    n = _prompt_entries(tokens, PROBE_PREFIX + g_text)
+    if n is None:
+        n = (echo.get("usage") or {}).get("prompt_tokens")
+        if not isinstance(n, int) or n < 2:
+            n = ((gen.get("usage") or {}).get("prompt_tokens") or 0) + 1
     prompt_values = [_number(v) for v in values[1:n]]
     if len(values) < n or not any(v is not None for v in prompt_values):
         raise LogprobProbeError(
