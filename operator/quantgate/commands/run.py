@@ -1,7 +1,8 @@
 """`quantgate run`: lm-eval for one model against one endpoint (or in-process vLLM).
 
 Exit status: 0 complete; 2 bad input; 10 unreachable; 11 not healthy / no OpenAI
-API; 12 unauthorized; 13 model not served; 14 no tokenizer endpoints; 20 the
+API; 12 unauthorized; 13 model not served; 14 no tokenizer endpoints; 15 broken prompt
+log-probabilities for loglikelihood tasks (lmeval/logprob_probe.py); 20 the
 evaluation failed mid-run (the output is left as <DIR>.partial, marked incomplete);
 21 results could not be published; 130 interrupted.
 """
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
         description="Run lm-eval (its Python API) for one model. Preflight checks the endpoint first; results, "
                     "per-question samples and manifest.json go to --output (complete only when the run is). "
                     "Exit codes: 10 unreachable, 11 unhealthy, 12 unauthorized, 13 model not served, "
-                    "14 no tokenizer endpoints, 20 failed mid-run, 21 publishing failed.",
+                    "14 no tokenizer endpoints, 15 broken prompt log-probabilities, 20 failed mid-run, 21 publishing failed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--endpoint", metavar="URL", help="base URL (…, …/v1 or KServe's …/openai/v1 are detected)")
     p.add_argument("--model", help="served model name (default: the one /v1/models lists)")

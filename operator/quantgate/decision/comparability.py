@@ -4,7 +4,8 @@
 means anything: lm-eval's version, each task's version, a hash of each task's config as
 lm-eval records it (prompt templates, metrics, delimiters, generation kwargs; file paths of
 local datasets and the config's source path left out, since the documents themselves are
-compared by their hashes), lm-eval's own per-task document hash (``task_hashes``), the
+compared by their hashes, and the memory addresses in the names of Python functions lm-eval
+writes for tasks defined in code), lm-eval's own per-task document hash (``task_hashes``), the
 run's generation kwargs, the chat template's hash and the system instruction's hash.
 `differences(b, c)` lists, one short phrase each, what differs; a field absent from either
 side (results written by other tools, older compact results) is not compared. Few-shot
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 _VOLATILE_CONFIG_KEYS = ("dataset_kwargs", "metadata", "num_fewshot")
 
 
@@ -24,6 +27,7 @@ def config_hash(config: dict) -> str:
     kept = {k: v for k, v in config.items() if k not in _VOLATILE_CONFIG_KEYS}
     version = (config.get("metadata") or {}).get("version")
     text = json.dumps([kept, version], sort_keys=True, default=str)
+    text = _ADDRESS.sub(">", text)  # lm-eval writes Python functions as "<function f at 0x7f…>"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

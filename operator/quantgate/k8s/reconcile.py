@@ -120,7 +120,8 @@ def policy_of(spec: ModelEvaluationSpec):
 
     metrics = {t.name: t.metric for t in spec.tasks or [] if t.metric}
     return Policy(profile=spec.profile, task_limits=spec.task_limits or {}, thresholds=spec.thresholds,
-                  drop_mode=spec.drop_mode, aggregate=spec.aggregate, metrics=metrics)
+                  drop_mode=spec.drop_mode, aggregate=spec.aggregate, metrics=metrics,
+                  max_choice_kld=spec.max_choice_kld, min_top1_agreement=spec.min_top1_agreement)
 
 
 class Reconciler:

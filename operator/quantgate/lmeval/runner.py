@@ -279,7 +279,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose: bool = False) -> Path:
     """Run lm-eval as configured; return the complete run directory (== config.output).
 
-    Raises PreflightError (exit 10-14) before any work, InputError (2) on bad
+    Raises PreflightError (exit 10-15) before any work, InputError (2) on bad
     input, RunFailed (20) when lm-eval fails mid-run.
     """
     progress = progress or SilentProgress()

@@ -87,3 +87,13 @@ def test_the_setup_survives_the_compact_form_the_operator_stores():
     assert back.setup == run.setup and run.setup["lmEval"] == "0.4.13"
     changed = dict(back.setup, lmEval="0.4.9")
     assert differences(run.setup, changed) == ["lm-eval versions differ: 0.4.13 vs 0.4.9"]
+
+
+def test_function_addresses_in_configs_do_not_count_as_differences():
+    """lm-eval writes a task's Python functions as "<function f at 0x7f…>": a new process, a new address."""
+    from quantgate.decision.comparability import config_hash
+
+    a = {"task": "winogrande", "doc_to_text": "<function doc_to_text at 0x7fb659f30180>"}
+    b = {"task": "winogrande", "doc_to_text": "<function doc_to_text at 0x7f3b48958180>"}
+    c = {"task": "winogrande", "doc_to_text": "<function other_doc_to_text at 0x7f3b48958180>"}
+    assert config_hash(a) == config_hash(b) != config_hash(c)
