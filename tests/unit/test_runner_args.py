@@ -84,3 +84,20 @@ def test_endpoint_url_detection():
     assert candidate_api_bases("http://h/openai/v1/completions") == ["http://h/openai/v1"]
     assert candidate_api_bases("http://h/openai") == ["http://h/openai/v1"]
     assert public_url("http://user:pw@h:8000/v1?token=x") == "http://h:8000/v1"
+
+
+def test_tokenizer_without_transformers_is_one_line_before_any_request(tmp_path, capsys, monkeypatch):
+    """`--tokenizer PATH` loads a Hugging Face tokenizer: without transformers, say so at once (exit 2)."""
+    import importlib.util
+
+    from quantgate.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "transformers" else real(name, *a, **k))
+    rc = main(["run", "--endpoint", "http://127.0.0.1:9", "--tokenizer", str(tmp_path), "--suite", "local",
+               "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "quantgate[hf-tokenizer]" in err and "Traceback" not in err
+    assert not (tmp_path / "out.partial").exists()
