@@ -77,5 +77,6 @@ echo "llama: reference $ref ($(stat -c %s "$ref") bytes)"
 for q in "${CANDIDATES[@]}"; do
   out=$models/SmolLM2-135M-Instruct.$q.gguf
   [[ -s $out ]] && { echo "llama: candidate $out cached"; continue; }
-  nice -n 10 "$py" -m quantgate.engines.llama_quantize "$ref" "$out" "$q"
+  # llama.cpp logs every tensor: keep that in a file beside the model, print one line
+  nice -n 10 "$py" -m quantgate.engines.llama_quantize "$ref" "$out" "$q" 2> "$out.log"
 done
