@@ -42,8 +42,8 @@ def per_question(tagged, results) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--arc", type=int, default=100, help="arc_challenge questions (4 choices each)")
-    parser.add_argument("--hellaswag", type=int, default=50, help="hellaswag questions (4 endings each)")
+    parser.add_argument("--arc", type=int, default=40, help="arc_challenge questions (4 choices each)")
+    parser.add_argument("--hellaswag", type=int, default=20, help="hellaswag questions (4 endings each)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
 
