@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test unit integration tools system-deps e2e crd manifests lock bench clean tools-argo e2e-gitops
+.PHONY: venv demo test unit integration tools system-deps e2e crd manifests lock bench clean tools-argo e2e-gitops tools-llama demo-real
 
 # Create/refresh .venv/ when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -29,14 +29,14 @@ system-deps:
 tools-argo:
 	bash scripts/build-argo.sh
 
-test: venv tools tools-argo system-deps
+test: venv tools tools-argo tools-llama system-deps
 	QUANTGATE_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest tests -q
 	$(BIN)/python tests/e2e/gitops.py
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q
 
-integration: venv tools tools-argo
+integration: venv tools tools-argo tools-llama
 	QUANTGATE_REQUIRE_CLUSTER=1 $(BIN)/python -m pytest tests/integration -q
 
 e2e: venv tools
@@ -63,3 +63,12 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The real-model test ground: llama-cpp-python's wheel (built once, cached), the SmolLM2 Q4_1
+# reference GGUF and its Q3_K_M / Q2_K requantizations, under ~/.cache/quantgate/.
+tools-llama: venv
+	bash scripts/build-llama.sh $(VENV)
+
+# Reference vs Q3_K_M and Q2_K through the in-process llama.cpp engine: real scores, flips, fidelity.
+demo-real: tools-llama
+	bash scripts/demo-real.sh

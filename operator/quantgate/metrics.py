@@ -45,7 +45,8 @@ def _summarise(status: dict) -> tuple:
     """What the gauges need of one status: (phase, verdict, averageDrop, ((task, b, c, drop, flip), ...))."""
     verdict = status.get("verdict")
     tasks = tuple(
-        (t.get("task"), t.get("baseline"), t.get("candidate"), t.get("drop"), (t.get("flips") or {}).get("rate"))
+        (t.get("task"), t.get("baseline"), t.get("candidate"), t.get("drop"), (t.get("flips") or {}).get("rate"),
+         t.get("choiceKld"), t.get("top1Agreement"))
         for t in (status.get("tasks") or []) if verdict
     )
     return (status.get("phase"), verdict, status.get("averageDrop") if verdict else None, tasks)
@@ -70,6 +71,11 @@ class _StatusCollector:
                                     labels=EV)
         flips = GaugeMetricFamily("quantgate_evaluation_flip_rate", "Share of answers that changed correctness.",
                                   labels=EV + ("task",))
+        kld = GaugeMetricFamily("quantgate_evaluation_choice_kld", "Mean KL(baseline || candidate) of the "
+                                "per-question choice distributions of a multiple-choice task, nats.",
+                                labels=EV + ("task",))
+        top1 = GaugeMetricFamily("quantgate_evaluation_top1_agreement", "Share of questions of a multiple-choice "
+                                 "task where both models pick the same choice.", labels=EV + ("task",))
         verdicts = GaugeMetricFamily("quantgate_evaluation_verdict", "1 for the current verdict, 0 otherwise.",
                                      labels=EV + ("verdict",))
         phases = GaugeMetricFamily("quantgate_evaluation_phase", "1 for the current phase, 0 otherwise.",
@@ -81,7 +87,11 @@ class _StatusCollector:
                 verdicts.add_metric((ns, name, v), 1.0 if v == verdict else 0.0)
             if avg is not None:
                 average.add_metric((ns, name), float(avg))
-            for task, base, cand, d, rate in tasks:
+            for task, base, cand, d, rate, k, a in tasks:
+                if k is not None:
+                    kld.add_metric((ns, name, task), float(k))
+                if a is not None:
+                    top1.add_metric((ns, name, task), float(a))
                 for role, value in (("baseline", base), ("candidate", cand)):
                     if value is not None:
                         score.add_metric((ns, name, task, role), float(value))
@@ -89,7 +99,7 @@ class _StatusCollector:
                     drop.add_metric((ns, name, task), float(d))
                 if rate is not None:
                     flips.add_metric((ns, name, task), float(rate))
-        return [score, drop, average, flips, verdicts, phases]
+        return [score, drop, average, flips, kld, top1, verdicts, phases]
 
 
 _STATUSES = _StatusCollector()

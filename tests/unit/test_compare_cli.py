@@ -30,7 +30,7 @@ def test_table_is_promotable_with_exit_0(capsys):
     assert rc == 0 and err == ""
     lines = out.splitlines()
     assert lines[0].split() == ["task", "metric", "baseline", "candidate", "drop", "%", "limit", "%", "95%", "CI",
-                                "flips", "c>i/i>c", "McNemar", "MDD", "%", "n", "pass"]
+                                "flips", "c>i/i>c", "McNemar", "MDD", "%", "n", "choice", "KLD", "top-1", "pass"]
     gsm = next(line for line in lines if line.startswith("gsm8k"))
     assert gsm.split()[:5] == ["gsm8k", "exact_match,strict-match", "0.5400", "0.5100", "5.56"]
     assert "verdict: Monitor (promotable)" in out

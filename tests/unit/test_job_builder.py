@@ -132,3 +132,27 @@ def test_runner_learns_its_job_and_pod_from_the_downward_api():
             "metadata.labels['batch.kubernetes.io/controller-uid']"
         assert env[names.ENV_POD_NAME]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
         assert env[names.ENV_POD_UID]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
+
+
+def test_llama_cpp_engine_runs_on_cpu_one_model_after_the_other():
+    from quantgate.k8s.endpoints import resolve
+    from quantgate.api.v1alpha1 import ModelSource
+
+    spec = {
+        "baseline": {"llamaCpp": {"modelPath": "smollm2/Q4_1.gguf", "pvc": "gguf"}},
+        "candidate": {"llamaCpp": {"modelPath": "/models/Q2_K.gguf"}},
+        "suite": "local", "tasks": [{"name": "arc_challenge", "limit": 40}],
+    }
+    base = resolve(ModelSource.model_validate(spec["baseline"]), lambda name: None)
+    cand = resolve(ModelSource.model_validate(spec["candidate"]), lambda name: None)
+    assert base.url is None and base.identity == "llama-cpp:gguf:smollm2/Q4_1.gguf"
+    pod = build_job(_ev(spec), base, cand, SETTINGS)["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["baseline"]
+    base_args, cand_args = pod["initContainers"][0]["args"], pod["containers"][0]["args"]
+    assert base_args[base_args.index("--engine") + 1] == "llama-cpp"
+    assert base_args[base_args.index("--model-path") + 1] == "/var/run/quantgate/weights/smollm2/Q4_1.gguf"
+    assert cand_args[cand_args.index("--model-path") + 1] == "/models/Q2_K.gguf"
+    for c in pod["initContainers"] + pod["containers"]:
+        assert "nvidia.com/gpu" not in (c["resources"].get("limits") or {}) and "--endpoint" not in c["args"]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v] == ["gguf"]
+    assert any(m["mountPath"] == "/var/run/quantgate/weights" for m in pod["initContainers"][0]["volumeMounts"])

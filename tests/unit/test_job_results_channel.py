@@ -100,3 +100,28 @@ def test_results_published_from_a_job_are_owned_by_it_and_name_their_creator():
         assert meta["labels"][rc.LABEL_JOB] == "ev-g1-abcde" and cm["immutable"] is True
         assert meta["annotations"][rc.ANN_POD_NAME] == "ev-g1-abcde-x7k2q"
         assert meta["annotations"][rc.ANN_POD_UID] == "pod-uid"
+
+
+class _Core:
+    """Stores ConfigMaps the way the API does, for the publish -> read round trip."""
+
+    def __init__(self):
+        self.cms = {}
+
+    def create_namespaced_config_map(self, namespace, cm):
+        self.cms[(namespace, cm["metadata"]["name"])] = cm
+
+    def read_namespaced_config_map(self, name, namespace):
+        return self.cms[(namespace, name)]
+
+
+def test_a_refusal_travels_in_place_of_results_and_reads_as_one_bounded_line(monkeypatch):
+    core = _Core()
+    monkeypatch.setattr("quantgate.k8s.client.core_v1", lambda: core)
+    reason = ("log-probability probe: http://llm:8000/v1/completions returns prompt log-probabilities shifted by "
+              "one token\n(details)" + " x" * 400)
+    rc.publish_refusal("ns", "r-candidate", "candidate", reason)
+    with pytest.raises(rc.RefusedResults) as err:
+        rc.read_results(core, "ns", "r-candidate")
+    text = str(err.value)
+    assert "shifted by one token" in text and "\n" not in text and len(text) <= rc.REFUSAL_CHARS

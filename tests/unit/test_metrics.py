@@ -65,3 +65,18 @@ def test_http_endpoint_serves_metrics_and_health():
         assert urllib.request.urlopen(base + "/healthz", timeout=5).read() == b"ok\n"
     finally:
         server.shutdown()
+
+
+def test_fidelity_gauges_per_multiple_choice_task():
+    status = _status("Monitor", [("gsm8k", 0.5, 0.49, 2.0, 0.1), ("arc_challenge", 0.6, 0.58, 3.3, 0.05)])
+    status["tasks"][1].update(choiceKld=0.0421, top1Agreement=0.93)
+    metrics.observe("ns2", "ev2", status)
+    s = _samples()
+    ev = (("evaluation", "ev2"), ("namespace", "ns2"))
+    arc = tuple(sorted(ev + (("task", "arc_challenge"),)))
+    assert s[("quantgate_evaluation_choice_kld", arc)] == 0.0421
+    assert s[("quantgate_evaluation_top1_agreement", arc)] == 0.93
+    gsm = tuple(sorted(ev + (("task", "gsm8k"),)))  # a generation task has no choice distribution
+    assert ("quantgate_evaluation_choice_kld", gsm) not in s and ("quantgate_evaluation_top1_agreement", gsm) not in s
+    metrics.forget("ns2", "ev2")
+    assert not any(("evaluation", "ev2") in k[1] for k in _samples())

@@ -97,3 +97,20 @@ def test_progressive_stage_flags(tmp_path):
     argv = run_args("http://h", tmp_path / "o", suite="local", fraction=0.1, request_cache=tmp_path / "c")
     assert argv[argv.index("--fraction") + 1] == "0.1" and argv[argv.index("--request-cache") + 1] == str(tmp_path / "c")
     assert "--fraction" not in run_args("http://h", tmp_path / "o", suite="local")
+
+
+def test_tokenizer_without_transformers_is_one_line_before_any_request(tmp_path, capsys, monkeypatch):
+    """`--tokenizer PATH` loads a Hugging Face tokenizer: without transformers, say so at once (exit 2)."""
+    import importlib.util
+
+    from quantgate.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "transformers" else real(name, *a, **k))
+    rc = main(["run", "--endpoint", "http://127.0.0.1:9", "--tokenizer", str(tmp_path), "--suite", "local",
+               "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "quantgate[hf-tokenizer]" in err and "Traceback" not in err
+    assert not (tmp_path / "out.partial").exists()

@@ -449,3 +449,42 @@ def test_poisoned_baseline_cache_entry_is_ignored_and_the_baseline_runs(world):
     job_b = cluster.jobs[names.job_name("b", 1)]
     assert [c["name"] for c in job_b["spec"]["template"]["spec"]["containers"]] == ["baseline", "candidate"]
     assert cluster.evals["b"]["status"]["resultsRef"]["baselineReused"] is False
+
+
+def _publish_refusal(cluster, job_name, role, reason, *, stamped=True):
+    """What the runner's `publish_refusal` writes from inside the Job's pod (or, unstamped, a plant)."""
+    meta = cluster.jobs[job_name]["metadata"]
+    pod = f"{job_name}-r3fus"
+    cluster.pods[pod] = {"metadata": {"name": pod, "uid": f"uid-pod-{pod}", "ownerReferences": [
+        {"kind": "Job", "name": job_name, "uid": meta["uid"], "controller": True}]}}
+    cms = results_channel.build_configmaps(
+        results_channel.encode({"v": 1, "refused": reason}), namespace=NS, name=names.results_name(job_name, role),
+        role=role, **({"job": (job_name, meta["uid"]), "pod": (pod, f"uid-pod-{pod}")} if stamped else {}))
+    cluster.create_configmaps(cms)
+
+
+def test_a_refused_endpoint_fails_closed_with_the_runners_reason(world):
+    cluster, rec = world
+    reason = "log-probability probe: http://int4/v1/completions returns prompt log-probabilities shifted by one token"
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    job = names.job_name("a", 1)
+    cluster.finish_job(job, "Failed")
+    _publish_refusal(cluster, job, "candidate", reason)
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["phase"] == "Failed" and st["reason"] == "EndpointRefused" and "verdict" not in st
+    assert st["message"] == f"candidate: {reason}" and st["promotable"] is False
+
+
+def test_a_planted_refusal_is_not_believed(world):
+    """A refusal ConfigMap not made by the Job's own pod changes nothing: the Job failed, and says so."""
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    job = names.job_name("a", 1)
+    cluster.finish_job(job, "Failed")
+    _publish_refusal(cluster, job, "candidate", "anything an attacker likes", stamped=False)
+    rec.reconcile(NS, "a")
+    st = cluster.evals["a"]["status"]
+    assert st["phase"] == "Failed" and st["reason"] == "JobFailed" and "attacker" not in st["message"]

@@ -112,9 +112,18 @@ class VllmEngine(CamelModel):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
 
 
+class LlamaCppEngine(CamelModel):
+    """Evaluate a GGUF file inside the runner Job with llama.cpp (CPU; quantgate's in-process engine)."""
+
+    model_path: str = Field(description="Path of the .gguf file (inside the PVC when pvc is set).",
+                            min_length=1, max_length=1024)
+    pvc: str | None = Field(None, description="PersistentVolumeClaim holding the file, mounted read-only.")
+
+
 _ONE_SOURCE = _cel(
-    "[has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm)].filter(x, x).size() == 1",
-    "a model needs exactly one of inferenceServiceRef, endpoint, vllm",
+    "[has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm), has(self.llamaCpp)]"
+    ".filter(x, x).size() == 1",
+    "a model needs exactly one of inferenceServiceRef, endpoint, vllm, llamaCpp",
 )
 _TLS_RULES = [
     _cel("!(has(self.caBundle) && has(self.insecureSkipVerify) && self.insecureSkipVerify)",
@@ -134,6 +143,7 @@ class ModelSource(CamelModel):
     )
     endpoint: Endpoint | None = Field(None, description="An OpenAI-compatible endpoint URL.")
     vllm: VllmEngine | None = Field(None, description="Run the model inside the Job with vLLM (needs GPUs).")
+    llama_cpp: LlamaCppEngine | None = Field(None, description="Evaluate a GGUF file inside the Job with llama.cpp.")
     size: str | None = Field(None, description="Model size shown in reports, e.g. 4.6Gi.", max_length=32)
     ca_bundle: ConfigMapKeyRef | None = Field(
         None, description="PEM CA certificates an https endpoint's certificate must chain to (private CA); "
@@ -146,13 +156,13 @@ class ModelSource(CamelModel):
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "ModelSource":
-        given = [n for n in ("inference_service_ref", "endpoint", "vllm") if getattr(self, n) is not None]
+        given = [n for n in ("inference_service_ref", "endpoint", "vllm", "llama_cpp") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError("a model needs exactly one of inferenceServiceRef, endpoint, vllm")
+            raise ValueError("a model needs exactly one of inferenceServiceRef, endpoint, vllm, llamaCpp")
         if self.ca_bundle is not None and self.insecure_skip_verify:
             raise ValueError("give caBundle or insecureSkipVerify, not both")
-        if self.vllm is not None and (self.ca_bundle is not None or self.insecure_skip_verify is not None):
-            raise ValueError("caBundle and insecureSkipVerify apply to HTTPS endpoints, not to the in-Job vllm engine")
+        if (self.vllm is not None or self.llama_cpp is not None) and (self.ca_bundle is not None or self.insecure_skip_verify is not None):
+            raise ValueError("caBundle and insecureSkipVerify apply to HTTPS endpoints, not to the in-Job vllm or llamaCpp engines")
         return self
 
     def describe(self) -> str:
@@ -161,6 +171,8 @@ class ModelSource(CamelModel):
             return self.inference_service_ref.name
         if self.endpoint:
             return self.endpoint.model or self.endpoint.url
+        if self.llama_cpp:
+            return self.llama_cpp.model_path.rsplit("/", 1)[-1]
         assert self.vllm is not None
         return (self.vllm.model_path or self.vllm.pvc or "vllm").rsplit("/", 1)[-1]
 
@@ -349,6 +361,12 @@ class ModelEvaluationSpec(CamelModel):
         "offline and fails at once, naming the task, if the cache lacks a dataset. Default: the chart's "
         "datasets, else download from the Hugging Face Hub.",
     )
+    max_choice_kld: float | None = Field(
+        None, ge=0, description="Also block when a multiple-choice task's mean choice KLD (baseline || candidate, "
+        "nats) exceeds this. Fidelity limits only ever make a verdict stricter.")
+    min_top1_agreement: float | None = Field(
+        None, ge=0, le=1, description="Also block when a multiple-choice task's top-1 agreement (share of "
+        "questions where both pick the same choice) is below this.")
     runner: RunnerSpec = Field(
         default_factory=RunnerSpec, description="Runner Job settings.",
         json_schema_extra={"default": RunnerSpec().dump()},

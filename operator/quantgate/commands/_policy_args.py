@@ -25,7 +25,13 @@ def add_policy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aggregate", choices=("relativeDropOfMean", "meanOfRelativeDrops"),
                    default="relativeDropOfMean", help="how the average drop is formed (default: relativeDropOfMean)")
     p.add_argument("--allow-mismatch", action="store_true",
-                   help="compare runs with different few-shot counts or limits (with a warning)")
+                   help="compare runs whose setup differs (few-shot counts, limits, documents, lm-eval or task "
+                        "versions, task configs, generation kwargs, chat template, system instruction) with a "
+                        "warning recorded in the output")
+    p.add_argument("--max-choice-kld", type=float, metavar="NATS",
+                   help="also block when a multiple-choice task's mean choice KLD exceeds this (stricter only)")
+    p.add_argument("--min-top1-agreement", type=float, metavar="SHARE",
+                   help="also block when a multiple-choice task's top-1 agreement is below this (stricter only)")
 
 
 def pairs(values: list[str], flag: str, what: str) -> dict[str, str]:
@@ -79,6 +85,12 @@ def policy_from_args(args):
                   aggregate=args.aggregate, metrics=metrics)
     if args.thresholds:
         kwargs["thresholds"] = _thresholds(args.thresholds)
+    for flag, key, top in (("max_choice_kld", "max_choice_kld", None), ("min_top1_agreement", "min_top1_agreement", 1)):
+        value = getattr(args, flag, None)
+        if value is not None:
+            if value < 0 or (top is not None and value > top):
+                raise InputError(f"--{flag.replace('_', '-')} {value:g}: must be >= 0" + (" and <= 1" if top else ""))
+            kwargs[key] = value
     return Policy(**kwargs)
 
 

@@ -89,7 +89,8 @@ def policy_of(spec):
 
     return Policy(profile=spec.profile, task_limits=spec.task_limits or {}, thresholds=spec.thresholds,
                   drop_mode=spec.drop_mode, aggregate=spec.aggregate,
-                  metrics={t.name: t.metric for t in (spec.tasks or []) if t.metric})
+                  metrics={t.name: t.metric for t in (spec.tasks or []) if t.metric},
+                  max_choice_kld=spec.max_choice_kld, min_top1_agreement=spec.min_top1_agreement)
 
 
 def tasks_arg(spec) -> str | None:

@@ -2,7 +2,8 @@
 
 Exit status: 0 complete; 2 bad input; 10 unreachable; 11 not healthy / no OpenAI
 API; 12 unauthorized; 13 model not served; 14 no tokenizer endpoints; 15 the endpoint's TLS certificate is not trusted;
-16 the --datasets cache lacks a task's data; 20 the
+16 the --datasets cache lacks a task's data;
+17 broken prompt log-probabilities for loglikelihood tasks (lmeval/logprob_probe.py); 20 the
 evaluation failed mid-run (the output is left as <DIR>.partial, marked incomplete);
 21 results could not be published; 130 interrupted.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import re
 
 from quantgate.errors import InputError, QuantgateError
@@ -30,6 +32,7 @@ def register(subparsers) -> None:
                     "per-question samples and manifest.json go to --output (complete only when the run is). "
                     "Exit codes: 10 unreachable, 11 unhealthy, 12 unauthorized, 13 model not served, "
                     "14 no tokenizer endpoints, 15 TLS certificate not trusted, 16 datasets cache incomplete, "
+                    "17 broken prompt log-probabilities, "
                     "20 failed mid-run, 21 publishing failed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--endpoint", metavar="URL", help="base URL (…, …/v1 or KServe's …/openai/v1 are detected)")
@@ -59,8 +62,11 @@ def register(subparsers) -> None:
                    help="let code tasks (suite code: humaneval, mbpp) run the model's code, each sample in "
                         "quantgate's sandbox (docs/security.md); without it they are refused")
     p.add_argument("--request-timeout", type=int, default=300, help="seconds per request")
-    p.add_argument("--engine", choices=("api", "vllm"), default="api", help="vllm: load the model in-process (GPU)")
-    p.add_argument("--model-path", help="--engine vllm: weights directory or Hugging Face id")
+    p.add_argument("--engine", choices=("api", "vllm", "llama-cpp"), default="api",
+                   help="vllm: load the model in-process (GPU); llama-cpp: a GGUF file in-process (CPU)")
+    p.add_argument("--model-path", help="--engine vllm: weights directory or Hugging Face id; "
+                   "--engine llama-cpp: the .gguf file")
+    p.add_argument("--threads", type=int, help="--engine llama-cpp: CPU threads (default: all cores)")
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--dtype", default="auto")
     p.add_argument("--quantization", help="vLLM quantization method (awq, gptq, fp8, ...)")
@@ -133,7 +139,14 @@ def config_from_args(args):
         vllm = VllmSettings(model_path=args.model_path, tensor_parallel_size=args.tensor_parallel_size,
                             dtype=args.dtype, quantization=args.quantization,
                             gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_length)
-    elif not args.endpoint:
+    llama = None
+    if args.engine == "llama-cpp":
+        from quantgate.lmeval.runner import LlamaCppSettings
+
+        if not args.model_path:
+            raise InputError("--engine llama-cpp needs --model-path FILE.gguf")
+        llama = LlamaCppSettings(model_path=args.model_path, n_threads=args.threads)
+    elif not args.endpoint and args.engine == "api":
         raise InputError("--endpoint URL is required (or --engine vllm --model-path PATH)")
     if args.ca_bundle and args.insecure_skip_verify:
         raise InputError("give --ca-bundle or --insecure-skip-verify, not both")
@@ -143,7 +156,7 @@ def config_from_args(args):
             suite=args.suite, tasks=parse_tasks(args.tasks) if args.tasks else None, limit=args.limit,
             concurrency=args.concurrency, max_length=args.max_length, tokenizer=args.tokenizer,
             api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
-            request_timeout=args.request_timeout, vllm=vllm, force=args.force, label=args.label,
+            request_timeout=args.request_timeout, vllm=vllm, llama_cpp=llama, force=args.force, label=args.label,
             local_data=True if args.local_data else None, fraction=args.fraction,
             request_cache=Path(args.request_cache) if args.request_cache else None,
             ca_bundle=args.ca_bundle, insecure_skip_verify=args.insecure_skip_verify,
@@ -163,14 +176,31 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     return shard.index, shard.count
 
 
+def _publish_refusal(publish: tuple[str, str], role: str, message: str) -> None:
+    try:
+        from quantgate.k8s.results_channel import publish_refusal
+
+        publish_refusal(publish[0], publish[1], role, message)
+    except Exception as exc:  # the refusal itself stands; the operator then reports a failed Job
+        print(f"quantgate run: could not publish the refusal to ConfigMap {'/'.join(publish)}: "
+              f"{type(exc).__name__}", file=sys.stderr)
+
+
 def run(args) -> int:
     from quantgate.lmeval.progress import Progress
     from quantgate.lmeval.runner import run_evaluation
 
     target = parse_publish(args.publish_configmap, args.role)
     config = config_from_args(args)
-    run_dir = run_evaluation(config, progress=Progress(interval=args.progress_interval, label=args.label),
-                             verbose=args.verbose)
+    try:
+        run_dir = run_evaluation(config, progress=Progress(interval=args.progress_interval, label=args.label),
+                                 verbose=args.verbose)
+    except QuantgateError as exc:
+        from quantgate.lmeval.logprob_probe import LogprobProbeError
+
+        if target and isinstance(exc, LogprobProbeError):  # the probe refused: tell the operator why
+            _publish_refusal(target, args.role, str(exc))
+        raise
     if target:
         publish(run_dir, target, args.role)
     print(run_dir)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from quantgate.decision.comparability import differences
+from quantgate.decision.fidelity import Fidelity, check_limits, task_fidelity
 from quantgate.decision.model import Comparison, Flips, Policy, TaskComparison, Verdict
 from quantgate.decision.paired import interval, pair, unpaired_se
 from quantgate.decision.rule import (
@@ -81,6 +83,8 @@ def _check_setup(tasks: list[str], b: RunResults, c: RunResults, allow_mismatch:
               if None not in (b.tasks[t].n, c.tasks[t].n) and b.tasks[t].n != c.tasks[t].n]
     if counts:
         problems.append("sample counts differ: " + ", ".join(counts))
+    leaves = {leaf for t in tasks for leaf in [t, *b.leaves(t)]}
+    problems += differences(b.setup, c.setup, leaves)
     if not problems:
         return
     text = "; ".join(problems) + " (baseline vs candidate)"
@@ -139,6 +143,23 @@ def _row(task: str, b: RunResults, c: RunResults, policy: Policy, allow_mismatch
     n = paired.n if paired is not None else b.tasks[task].n
     sd = se * n ** 0.5 if se is not None and n else None
     return _Row(task, metric, bv, cv, drop, n, ci, paired.flips if paired else None, sd)
+
+
+def _fidelity(task: str, b: RunResults, c: RunResults) -> Fidelity | None:
+    """Choice KLD and top-1 agreement over the task's multiple-choice leaves (question-weighted),
+    on documents both runs scored (same doc ids); None without per-choice samples."""
+    base_rows: list[list[float]] = []
+    cand_rows: list[list[float]] = []
+    for leaf in b.leaves(task):
+        sb, sc = b.samples.get(leaf), c.samples.get(leaf)
+        if sb is None or sc is None or sb.choices is None or sc.choices is None:
+            continue
+        by_id = dict(zip(sc.doc_ids, sc.choices))
+        for doc, row in zip(sb.doc_ids, sb.choices):
+            if doc in by_id:
+                base_rows.append(row)
+                cand_rows.append(by_id[doc])
+    return task_fidelity(task, base_rows, cand_rows)
 
 
 def rule_for(policy: Policy, tasks: list[str]) -> Rule:
@@ -241,15 +262,20 @@ def compare(baseline: RunResults, candidate: RunResults, policy: Policy, *, allo
     rows = [_row(t, baseline, candidate, policy, allow_mismatch, warnings) for t in tasks]
     outcome = decide(tasks, [r.drop for r in rows], [r.baseline for r in rows], rule)
     doubts, needed = _indecision(rows, rule, outcome.verdict)
+    fidelity = {t: f for t in tasks if (f := _fidelity(t, baseline, candidate)) is not None}
+    verdict, reasons = outcome.verdict, outcome.reasons
+    strict = check_limits(list(fidelity.values()), policy.max_choice_kld, policy.min_top1_agreement)
+    if strict:  # fidelity limits only ever make the verdict stricter
+        verdict, reasons = Verdict.BLOCK, reasons + strict
     return Comparison(
-        verdict=outcome.verdict,
-        promotable=outcome.verdict.promotable,
+        verdict=verdict,
+        promotable=verdict.promotable,
         profile=policy.profile,
         aggregate=policy.aggregate,
         drop_mode=policy.drop_mode,
         average_drop=round(outcome.average_drop, 2),
         decisive=not doubts,
-        reasons=outcome.reasons + doubts + _significance(rows, policy.drop_mode) + warnings,
+        reasons=reasons + doubts + _significance(rows, policy.drop_mode) + warnings,
         tasks=[
             TaskComparison(
                 task=r.task, metric=r.metric, baseline=round(r.baseline, 4), candidate=round(r.candidate, 4),
@@ -258,6 +284,8 @@ def compare(baseline: RunResults, candidate: RunResults, policy: Policy, *, allo
                 ci95=(round(r.ci[0], 2), round(r.ci[1], 2)) if r.ci else None, flips=r.flips,
                 min_detectable_drop=None if _mdd(r, policy.drop_mode) is None else round(_mdd(r, policy.drop_mode), 2),
                 documents_needed=needed.get(r.task),
+                choice_kld=round(fidelity[r.task].kld, 6) if r.task in fidelity else None,
+                top1_agreement=round(fidelity[r.task].top1, 4) if r.task in fidelity else None,
             )
             for r in rows
         ],

@@ -74,6 +74,10 @@ class Policy(CamelModel):
     drop_mode: DropMode = "relative"
     aggregate: Aggregate = "relativeDropOfMean"
     metrics: dict[str, str] = Field(default_factory=dict, description="Per-task primary metric override.")
+    max_choice_kld: float | None = Field(None, ge=0, description="Block when a multiple-choice task's mean "
+                                         "choice KLD (baseline || candidate, nats) exceeds this.")
+    min_top1_agreement: float | None = Field(None, ge=0, le=1, description="Block when a multiple-choice "
+                                             "task's top-1 agreement falls below this.")
 
 
 class Flips(CamelModel):
@@ -100,6 +104,9 @@ class TaskComparison(CamelModel):
         None, description="Documents that would make this task's undecided interval decisive at the observed "
                           "disagreement rate; set only when the task leaves the verdict not decisive.")
     items_total: int | None = Field(None, description="Documents in the full task (progressive runs).")
+    choice_kld: float | None = Field(None, description="Mean KL(baseline || candidate) of the per-question "
+                                     "choice distributions (multiple-choice tasks), nats.")
+    top1_agreement: float | None = Field(None, description="Share of questions where both pick the same choice.")
 
 
 class ProgressiveOutcome(CamelModel):

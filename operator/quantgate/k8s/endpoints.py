@@ -86,6 +86,9 @@ def resolve(source: ModelSource, get_isvc) -> Resolved | NotReady:
         ep = source.endpoint
         return Resolved(ep.url.rstrip("/"), ep.model, ep.api_key_secret_ref, f"endpoint:{ep.url.rstrip('/')}",
                         source.ca_bundle, bool(source.insecure_skip_verify))
+    if source.llama_cpp is not None:
+        g = source.llama_cpp
+        return Resolved(None, g.model_path, None, f"llama-cpp:{g.pvc or ''}:{g.model_path}")
     if source.vllm is not None:
         v = source.vllm
         ident = f"vllm:{v.pvc or ''}:{v.model_path}:{v.quantization or ''}:{v.dtype}:{v.tensor_parallel_size}"

@@ -50,13 +50,17 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings:
     args = ["run"]
     if model.url is None:
         source = spec.baseline if role == "baseline" else spec.candidate
-        assert source.vllm is not None
-        v = source.vllm
-        path = f"{WORK}/weights/{v.model_path.lstrip('/')}" if v.pvc else v.model_path
-        args += ["--engine", "vllm", "--model-path", path, "--tensor-parallel-size", str(v.tensor_parallel_size),
-                 "--dtype", v.dtype, "--gpu-memory-utilization", str(v.gpu_memory_utilization)]
-        if v.quantization:
-            args += ["--quantization", v.quantization]
+        engine = source.llama_cpp or source.vllm
+        assert engine is not None
+        path = f"{WORK}/weights/{engine.model_path.lstrip('/')}" if engine.pvc else engine.model_path
+        if source.llama_cpp is not None:
+            args += ["--engine", "llama-cpp", "--model-path", path]
+        else:
+            v = source.vllm
+            args += ["--engine", "vllm", "--model-path", path, "--tensor-parallel-size", str(v.tensor_parallel_size),
+                     "--dtype", v.dtype, "--gpu-memory-utilization", str(v.gpu_memory_utilization)]
+            if v.quantization:
+                args += ["--quantization", v.quantization]
     else:
         args += ["--endpoint", model.url]
         if model.model:
@@ -105,8 +109,11 @@ def _container(ev: Evaluation, role: str, model: Resolved, results: str, setting
         r = spec.runner.resources.model_dump(exclude_none=True)
         resources = {k: {n: str(q) for n, q in v.items()} for k, v in r.items()}
     mounts = [{"name": "work", "mountPath": WORK}]
-    if model.url is None:  # in-Job vLLM engine: GPUs, integer, in limits (requests default to them)
-        source = spec.baseline if role == "baseline" else spec.candidate
+    source = spec.baseline if role == "baseline" else spec.candidate
+    if model.url is None and source.llama_cpp is not None:  # in-Job llama.cpp engine: CPU only
+        if source.llama_cpp.pvc:
+            mounts.append({"name": f"weights-{role}", "mountPath": f"{WORK}/weights", "readOnly": True})
+    elif model.url is None:  # in-Job vLLM engine: GPUs, integer, in limits (requests default to them)
         assert source.vllm is not None
         limits = dict(resources.get("limits") or {})
         limits[GPU] = str(source.vllm.tensor_parallel_size)
@@ -164,9 +171,10 @@ def build_job(ev: Evaluation, baseline: Resolved | None, candidate: Resolved, se
         init, containers = containers[:1], containers[1:]
     volumes: list[dict] = [{"name": "work", "emptyDir": {}}]
     for role, source in (("baseline", ev.spec.baseline), ("candidate", ev.spec.candidate)):
-        if source.vllm is not None and source.vllm.pvc and any(c["name"] == role for c in init + containers):
+        pvc = (source.vllm or source.llama_cpp).pvc if (source.vllm or source.llama_cpp) else None
+        if pvc and any(c["name"] == role for c in init + containers):
             volumes.append({"name": f"weights-{role}",
-                            "persistentVolumeClaim": {"claimName": source.vllm.pvc, "readOnly": True}})
+                            "persistentVolumeClaim": {"claimName": pvc, "readOnly": True}})
     for role, model in roles:
         ca = ca_bundles.volume(model, settings, role)
         if ca is not None:

@@ -121,7 +121,8 @@ def policy_of(spec: ModelEvaluationSpec):
 
     metrics = {t.name: t.metric for t in spec.tasks or [] if t.metric}
     return Policy(profile=spec.profile, task_limits=spec.task_limits or {}, thresholds=spec.thresholds,
-                  drop_mode=spec.drop_mode, aggregate=spec.aggregate, metrics=metrics)
+                  drop_mode=spec.drop_mode, aggregate=spec.aggregate, metrics=metrics,
+                  max_choice_kld=spec.max_choice_kld, min_top1_agreement=spec.min_top1_agreement)
 
 
 class Reconciler:
@@ -360,7 +361,11 @@ class Reconciler:
         job_name = job["metadata"]["name"]
         outcome, message = st.job_outcome(job)
         if outcome == "Failed":
-            self._fail(body, "JobFailed", f"runner Job {job_name} failed: {message}")
+            refused = self._refusal(job)
+            if refused:
+                self._fail(body, "EndpointRefused", refused)
+            else:
+                self._fail(body, "JobFailed", f"runner Job {job_name} failed: {message}")
         elif outcome == "Complete":
             self._finish(body, spec, job)
         elif scaleout.suspended(job):  # waits for Kueue's admission; the poller revisits it
@@ -373,6 +378,13 @@ class Reconciler:
             refs = results_refs(job_name, reused_baseline(job))
             self._patch(body, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
                                           status, jobName=job_name, resultsRef=refs))
+
+    def _refusal(self, job: dict) -> str | None:
+        """Why the runner refused to evaluate (published in place of results by this Job's own pod
+        and read through the same provenance and size checks as results), if it said so."""
+        refs = results_refs(job["metadata"]["name"], reused_baseline(job))
+        roles = ("candidate",) if refs["baselineReused"] else ("baseline", "candidate")
+        return verified.refusal(self.cluster, job["metadata"]["namespace"], refs, roles, job, self.settings)
 
     def _finish(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
         from quantgate.decision import compare

@@ -51,6 +51,13 @@ class ResultsError(QuantgateError):
     exit_code = 3
 
 
+class RefusedResults(ResultsError):
+    """The runner refused to evaluate (e.g. broken prompt log-probabilities) and said why."""
+
+
+REFUSAL_CHARS = 400
+
+
 # ---- pure: payload <-> ConfigMaps ------------------------------------------------------
 
 
@@ -216,6 +223,23 @@ def publish_run(run_dir: Path, namespace: str, name: str, role: str) -> None:
     write_configmaps(core_v1(), cms)
 
 
+def publish_refusal(namespace: str, name: str, role: str, message: str) -> None:
+    """Store, in place of results, why the runner refused to evaluate (one line): the operator
+    fails the evaluation closed with this reason instead of a bare "Job failed"."""
+    if role not in names.ROLES:
+        raise ValueError(f"role must be one of {names.ROLES}, got {role!r}")
+    from quantgate.lmeval.results import COMPACT_VERSION
+
+    payload = encode({"v": COMPACT_VERSION, "refused": " ".join(message.split())[:REFUSAL_CHARS]})
+    job, pod = runner_identity()  # stamped like results: the operator reads it only through the trust checks
+    cms = build_configmaps(payload, namespace=namespace, name=name, role=role,
+                           evaluation=os.environ.get(names.ENV_OWNER_NAME),
+                           owner_uid=os.environ.get(names.ENV_OWNER_UID), extra_labels={}, job=job, pod=pod)
+    from quantgate.k8s.client import core_v1
+
+    write_configmaps(core_v1(), cms)
+
+
 def write_configmaps(core, cms: list[dict]) -> None:
     """Create each ConfigMap in order (parts, then the head); one that exists is kept (see module doc)."""
     from kubernetes.client.exceptions import ApiException
@@ -259,6 +283,9 @@ def read_results(core, namespace: str, name: str):
     from quantgate.lmeval.results import RunResults
 
     compact = read_compact(core, namespace, name)
+    if isinstance(compact, dict) and isinstance(compact.get("refused"), str):
+        # written by the runner ServiceAccount: one line, bounded, never trusted as more than text
+        raise RefusedResults(" ".join(compact["refused"].split())[:REFUSAL_CHARS])
     try:
         return RunResults.from_compact(compact)
     except QuantgateError:

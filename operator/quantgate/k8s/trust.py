@@ -153,8 +153,10 @@ def assemble(head: dict, parts: list[dict], limits: Limits) -> tuple[bytes, str]
     return payload, digest
 
 
-def decode(payload: bytes, limits: Limits) -> dict:
-    """gunzip + JSON with the decompressed size bounded: a bomb stops at the limit, never in memory."""
+def decode(payload: bytes, limits: Limits, *, shape: str = "tasks") -> dict:
+    """gunzip + JSON with the decompressed size bounded: a bomb stops at the limit, never in memory.
+    `shape`: the key the document must hold as an object — "tasks" (compact results), "results"
+    (a shard's share, quantgate.lmeval.merge) — or "refused" (a runner's refusal, a string)."""
     inflater = zlib.decompressobj(wbits=31)
     try:
         raw = inflater.decompress(payload, limits.decompressed + 1)
@@ -168,8 +170,10 @@ def decode(payload: bytes, limits: Limits) -> dict:
         doc = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise Untrusted("format", f"results are not JSON: {str(exc)[:120]}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), dict):
-        raise Untrusted("format", "results are not a quantgate compact document")
+    want = str if shape == "refused" else dict
+    if not isinstance(doc, dict) or not isinstance(doc.get(shape), want):
+        raise Untrusted("format", "results are not a quantgate compact document" if shape == "tasks"
+                        else f"results are not a quantgate {'shard share' if shape == 'results' else 'refusal'}")
     return doc
 
 

@@ -111,7 +111,7 @@ def _job_role_sharded(cluster, ns: str, name: str, role: str, job: dict, want: t
 
     payloads, objects, creator = [], [], None
     for index in range(count):
-        v, pod = _job_role_raw(cluster, ns, shard_name(name, index), role, job, limits)
+        v, pod = _job_role_raw(cluster, ns, shard_name(name, index), role, job, limits, "results")
         payloads.append(v.compact)
         objects += v.objects
         creator = creator or pod
@@ -132,8 +132,8 @@ def _job_role_sharded(cluster, ns: str, name: str, role: str, job: dict, want: t
     return trust.Verified(doc, hashlib.sha256(payload).hexdigest(), objects), creator
 
 
-def _job_role_raw(cluster, ns: str, name: str, role: str, job: dict,
-                  limits: trust.Limits) -> tuple[trust.Verified, dict | None]:
+def _job_role_raw(cluster, ns: str, name: str, role: str, job: dict, limits: trust.Limits,
+                  shape: str) -> tuple[trust.Verified, dict | None]:
     """One shard's ConfigMaps: provenance, size and checksum checked; the payload decoded (bounded)."""
     head, parts = _read_all(cluster, ns, name, limits)
     pod_names = {(c["metadata"].get("annotations") or {}).get(trust.ANN_POD_NAME, "") for c in [head, *parts]}
@@ -141,7 +141,7 @@ def _job_role_raw(cluster, ns: str, name: str, role: str, job: dict,
     for cm in [head, *parts]:
         trust.check_provenance(cm, role, job, pods)
     payload, digest = trust.assemble(head, parts, limits)
-    doc = trust.decode(payload, limits)
+    doc = trust.decode(payload, limits, shape=shape)
     objects = [{"name": c["metadata"].get("name"), "uid": c["metadata"].get("uid"), "sha256": digest}
                for c in [head, *parts]]
     creator = pods.get((head["metadata"].get("annotations") or {}).get(trust.ANN_POD_NAME, ""))
@@ -211,3 +211,18 @@ def gather(cluster, body: dict, spec, job: dict, settings, reused: str | None, s
     if cache:
         evidence["baselineCache"] = cache
     return Outcome(runs["baseline"], runs["candidate"], evidence)
+
+
+def refusal(cluster, ns: str, refs: dict, roles, job: dict, settings) -> str | None:
+    """The one-line reason a failed Job's runner published in place of results (the log-probability
+    probe's refusal), if a role's ConfigMap passes every provenance and size check and holds one."""
+    from quantgate.k8s.results_channel import REFUSAL_CHARS
+
+    limits = limits_of(settings)
+    for role in roles:
+        try:
+            v, _ = _job_role_raw(cluster, ns, refs[role], role, job, limits, "refused")
+        except (trust.Untrusted, ResultsError):
+            continue  # absent, someone else's or unreadable: not a refusal we trust
+        return f"{role}: {' '.join(v.compact['refused'].split())[:REFUSAL_CHARS]}"
+    return None

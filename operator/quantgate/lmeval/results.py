@@ -61,6 +61,7 @@ class RunResults:
     limit: float | None = None
     model: str | None = None
     source: str | None = None
+    setup: dict = field(default_factory=dict)  # decision/comparability.py: what must agree
 
     def top_level(self) -> list[str]:
         """Tasks and groups not listed as anyone's subtask, in results order.
@@ -133,7 +134,8 @@ class RunResults:
             tasks[name] = entry
         out = {"v": COMPACT_VERSION, "tasks": tasks, "groups": self.group_subtasks,
                "samples": {name: s.to_compact() for name, s in self.samples.items()}}
-        for key, value in (("limit", self.limit), ("model", self.model), ("source", self.source)):
+        for key, value in (("limit", self.limit), ("model", self.model), ("source", self.source),
+                           ("setup", self.setup or None)):
             if value is not None:
                 out[key] = value
         return out
@@ -150,7 +152,8 @@ class RunResults:
         }
         samples = {name: TaskSamples.from_compact(s) for name, s in data.get("samples", {}).items()}
         return cls(tasks=tasks, group_subtasks=data.get("groups", {}), samples=samples,
-                   limit=data.get("limit"), model=data.get("model"), source=data.get("source"))
+                   limit=data.get("limit"), model=data.get("model"), source=data.get("source"),
+                   setup=data.get("setup") or {})
 
 
 # --- reading lm-eval's files ---------------------------------------------------------
@@ -274,8 +277,10 @@ def parse_results(data: dict, source: str | None = None) -> RunResults:
     config = data.get("config") or {}
     limit = _number(config.get("limit"))
     model = data.get("model_name") or config.get("model")
+    from quantgate.decision.comparability import run_setup
+
     return RunResults(tasks=tasks, group_subtasks=group_subtasks, limit=limit,
-                      model=model if isinstance(model, str) else None, source=source)
+                      model=model if isinstance(model, str) else None, source=source, setup=run_setup(data))
 
 
 def _read_samples(directory: Path, timestamp: str, tasks: set[str]) -> dict[str, TaskSamples]:

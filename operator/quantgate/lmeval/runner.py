@@ -61,12 +61,21 @@ class VllmSettings(BaseModel):
     max_model_len: int | None = None
 
 
+class LlamaCppSettings(BaseModel):
+    """The in-process llama.cpp engine for GGUF files (quantgate/engines/llama_lm.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_path: str
+    n_ctx: int = Field(2048, ge=16)
+    n_threads: int | None = Field(None, ge=1)
+
+
 class RunConfig(BaseModel):
     """Everything one run needs. `api_key` is a SecretStr: never printed or serialised."""
 
     model_config = ConfigDict(extra="forbid")
     output: Path
-    engine: Literal["api", "vllm"] = "api"
+    engine: Literal["api", "vllm", "llama-cpp"] = "api"
     endpoint: str | None = None
     model: str | None = None
     suite: str | None = None
@@ -80,6 +89,7 @@ class RunConfig(BaseModel):
     request_timeout: int = Field(300, ge=1)
     max_retries: int = Field(3, ge=1)
     vllm: VllmSettings | None = None
+    llama_cpp: LlamaCppSettings | None = None
     force: bool = False
     local_data: bool | None = Field(None, description="Use the local datasets (default: for suite local only); "
                                     "lets an explicit task list run on them.")
@@ -220,12 +230,12 @@ def _task_manager(local: bool):
 
 def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, fraction: float | None = None,
                 seed: int = 1234):
-    """Load tasks and apply per-task shots; return (objects, samples-or-None, limit-or-None, plan).
+    """Load tasks and apply per-task shots; return (objects, samples-or-None, plan, leaf tasks by name).
     With `fraction` (a progressive stage) every leaf evaluates the first ceil(fraction * N) of
     its documents in a seeded order, and the plan records each leaf's N."""
     from quantgate.decision.progressive import document_order, stage_count
 
-    loaded_objs, samples, plan = [], {}, []
+    loaded_objs, samples, plan, leaves = [], {}, [], {}
     limits = {s.name: s.limit or global_limit for s in specs}
     for spec in specs:
         documents: dict[str, int] = {}
@@ -244,6 +254,7 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
         groups = loaded.get("groups", {})
         objs = [groups[spec.name]] if spec.name in groups else list(loaded["tasks"].values())
         for leaf_name, leaf in loaded["tasks"].items():
+            leaves[leaf_name] = leaf
             if spec.num_fewshot is not None:
                 leaf.set_config(key="num_fewshot", value=spec.num_fewshot)
             if fraction is not None:
@@ -261,7 +272,7 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
                      "metric": spec.metric, "subtasks": sorted(loaded["tasks"]) if spec.name not in
                      loaded["tasks"] else [],
                      **({"fraction": fraction, "documents": documents} if fraction is not None else {})})
-    return loaded_objs, (samples or None), plan
+    return loaded_objs, (samples or None), plan, leaves
 
 
 # ------------------------------------------------------------------ logging
@@ -323,7 +334,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose: bool = False) -> Path:
     """Run lm-eval as configured; return the complete run directory (== config.output).
 
-    Raises PreflightError (exit 10-14) before any work, InputError (2) on bad
+    Raises PreflightError (exit 10-15) before any work, InputError (2) on bad
     input, RunFailed (20) when lm-eval fails mid-run.
     """
     progress = progress or SilentProgress()
@@ -347,6 +358,8 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
             context_from_file(config.ca_bundle)  # unreadable or not PEM: InputError now, not a TLS error later
         if config.insecure_skip_verify:
             _insecure_warning(config.endpoint, progress)
+        if config.tokenizer:
+            _check_tokenizer(config.tokenizer)
         progress.message(f"preflight {public_url(config.endpoint)}")
         endpoint = preflight(config.endpoint, config.model, config.secret(), need_remote_tokenizer=not config.tokenizer,
                              trust=config.trust)
@@ -356,6 +369,15 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
                              "tokens (set --max-length to the served context length)")
         progress.message(f"model {endpoint.model} at {public_url(endpoint.api_base)}, "
                          f"max_length {model_args['max_length']}, concurrency {config.concurrency}")
+    elif config.engine == "llama-cpp":
+        if config.llama_cpp is None:
+            raise InputError("--engine llama-cpp needs --model-path FILE.gguf")
+        if not Path(config.llama_cpp.model_path).is_file():
+            raise InputError(f"--model-path {config.llama_cpp.model_path}: no such GGUF file; check the path")
+        model_args = {"model_path": config.llama_cpp.model_path,
+                      "n_ctx": config.max_length or config.llama_cpp.n_ctx, "seed": config.seed}
+        if config.llama_cpp.n_threads:
+            model_args["n_threads"] = config.llama_cpp.n_threads
     else:
         if config.vllm is None:
             raise InputError("--engine vllm needs --model-path PATH")
@@ -368,13 +390,13 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
         "apiVersion": "quantgate.io/v1alpha1", "kind": "RunManifest", "complete": False,
         "engine": config.engine,
         "endpoint": public_url(endpoint.api_base) if endpoint else None,
-        "model": endpoint.model if endpoint else config.vllm.model_path,
+        "model": endpoint.model if endpoint else (config.llama_cpp or config.vllm).model_path,
         "suite": config.suite if not config.tasks else None,
         "localData": config.uses_local_data,
         "datasetsCache": str(config.datasets) if config.datasets is not None else None,
         "tlsVerify": "off" if config.insecure_skip_verify else ("caBundle" if config.ca_bundle else "system"),
         "concurrency": config.concurrency if endpoint else None,
-        "maxLength": model_args.get("max_length") or model_args.get("max_model_len"),
+        "maxLength": model_args.get("max_length") or model_args.get("max_model_len") or model_args.get("n_ctx"),
         "seed": config.seed, "lmEvalVersion": _lm_eval_version(), "quantgateVersion": __version__,
         "startedAt": started,
     }
@@ -424,6 +446,17 @@ def _insecure_warning(url: str, progress: Progress) -> None:
     progress.message(line)
 
 
+def _check_tokenizer(path: str) -> None:
+    """--tokenizer loads a Hugging Face tokenizer through transformers: fail before any work."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        raise InputError("--tokenizer needs the transformers package, which is not installed; "
+                         "pip install 'quantgate[hf-tokenizer]' (or use a server with tokenizer endpoints)")
+    if not Path(path).exists():
+        raise InputError(f"--tokenizer {path}: no such directory; give a local Hugging Face tokenizer directory")
+
+
 def _fail(staging: Path, manifest: dict, message: str) -> None:
     manifest.update({"complete": False, "finishedAt": _now(), "error": message})
     try:
@@ -438,13 +471,28 @@ def _lm_eval_version() -> str:
     return version("lm_eval")
 
 
+def _probe_if_needed(config, model_args: dict, leaves: list, progress: Progress, manifest: dict) -> None:
+    """Loglikelihood tasks are scored from echoed prompt log-probabilities: check them first."""
+    from quantgate.lmeval.logprob_probe import needs_loglikelihood, probe_logprobs
+
+    scored = needs_loglikelihood(leaves)
+    if not scored:
+        manifest["logprobProbe"] = "skipped: generation-only tasks"
+        return
+    found = probe_logprobs(model_args["base_url"], model_args["model"], config.secret(),
+                           config.trust.requests_verify())
+    manifest["logprobProbe"] = (f"passed: echo {found.echoed_logprob:.4f} vs generated "
+                                f"{found.generated_logprob:.4f} for {found.generated_token!r}")
+    progress.message(f"log-probability probe passed ({len(scored)} loglikelihood tasks)")
+
+
 def _evaluate(config, specs, model_args, staging: Path, progress: Progress, redactor: Redactor,
               manifest: dict) -> dict:
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
     task_manager = _task_manager(config.uses_local_data)
-    objs, samples, plan = _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
+    objs, samples, plan, leaves = _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
     manifest["tasks"] = plan
     if config.shard:
         from quantgate.lmeval.shard import Shard, restrict
@@ -452,11 +500,17 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
         objs, samples, manifest["shard"] = restrict(objs, samples, Shard(*config.shard))
 
     if config.engine == "api":
+        _probe_if_needed(config, model_args, list(leaves.values()), progress, manifest)
         headers = {"Authorization": f"Bearer {config.secret()}"} if config.secret() else {"Authorization": "Bearer "}
         lm_class = _instrumented_completions(progress)
         lm = lm_class(**model_args, header=headers, auth_token=config.secret())
         lm.use_trust(config.trust)
         model, recorded_args = lm, model_args
+    elif config.engine == "llama-cpp":
+        from quantgate.engines.llama_lm import NAME, LlamaCppLM
+
+        progress.message(f"loading {config.llama_cpp.model_path} into llama.cpp")
+        model, recorded_args = LlamaCppLM(**model_args, progress=progress), model_args
     else:
         model, recorded_args = "vllm", model_args
 
@@ -475,6 +529,8 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
         raise RunFailed("lm-eval returned no results")
     if config.engine == "api":
         results["config"]["model"] = "local-completions"
+    elif config.engine == "llama-cpp":
+        results["config"]["model"] = NAME
     logged = results.pop("samples")
     results = redactor.data(results)
     tracker.save_results_aggregated(results=results, samples=logged)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from quantgate.errors import InputError
 
 _TAIL_KEY = b'"filter": '
+_RESPS_KEY = b'"filtered_resps": '
 _HEAD = b'{"doc_id": '
 _DECODER = json.JSONDecoder()
 
@@ -36,18 +38,23 @@ class TaskSamples:
     doc_ids: list[int]
     values: dict[str, list[float]]
     digest: str
+    # multiple-choice tasks: per doc id, the loglikelihood of each choice (lm-eval's filtered_resps)
+    choices: list[list[float]] | None = None
 
     def to_compact(self) -> dict:
         n = len(self.doc_ids)
         ids = {"n": n} if self.doc_ids == list(range(n)) else self.doc_ids
-        return {"ids": ids, "d": self.digest, "v": {k: _encode(v) for k, v in self.values.items()}}
+        out = {"ids": ids, "d": self.digest, "v": {k: _encode(v) for k, v in self.values.items()}}
+        if self.choices is not None:
+            out["c"] = [[round(x, 4) for x in row] for row in self.choices]
+        return out
 
     @classmethod
     def from_compact(cls, data: dict) -> "TaskSamples":
         ids = data["ids"]
         doc_ids = list(range(ids["n"])) if isinstance(ids, dict) else list(ids)
         values = {k: _decode(v, len(doc_ids)) for k, v in data["v"].items()}
-        return cls(doc_ids=doc_ids, values=values, digest=data["d"])
+        return cls(doc_ids=doc_ids, values=values, digest=data["d"], choices=data.get("c"))
 
 
 def _encode(values: list[float]) -> dict:
@@ -101,17 +108,41 @@ def _lines(buf: bytes, pos: int, stop: int) -> Iterator[tuple[int, int]]:
         pos = end + 1
 
 
+def _choice_logliks(resps) -> list[float] | None:
+    """Per-choice loglikelihoods from a multiple-choice sample's filtered_resps ([[ll, greedy], ...])."""
+    if not isinstance(resps, list) or len(resps) < 2:
+        return None
+    out = []
+    for r in resps:
+        ll = r[0] if isinstance(r, list) and r else r
+        if isinstance(ll, str):  # lm-eval's tracker writes the (loglikelihood, is_greedy) pairs as strings
+            try:
+                ll = float(ll)
+            except ValueError:
+                return None
+        if isinstance(ll, bool) or not isinstance(ll, (int, float)) or not math.isfinite(ll):
+            return None
+        out.append(float(ll))
+    return out
+
+
 def _parse_line(buf, start: int, end: int) -> tuple[int, dict]:
-    """(doc_id, tail dict with filter, metrics, doc_hash and the metric values)."""
+    """(doc_id, tail dict with filter, metrics, doc_hash and the metric values, and
+    `_choices`: per-choice loglikelihoods of a multiple-choice sample, else None)."""
     cut = buf.rfind(_TAIL_KEY, start, end)
     if cut > start and buf[start:start + len(_HEAD)] == _HEAD:
         comma = buf.find(b",", start + len(_HEAD), end)
         try:
             tail, _ = _DECODER.raw_decode((b"{" + buf[cut:end]).decode("utf-8"))
+            resps = buf.rfind(_RESPS_KEY, start, cut)
+            if resps > start:
+                value, _ = _DECODER.raw_decode(buf[resps + len(_RESPS_KEY):cut].decode("utf-8"))
+                tail["_choices"] = _choice_logliks(value)
             return int(buf[start + len(_HEAD): comma]), tail
         except (ValueError, UnicodeDecodeError):
             pass  # unexpected shape: parse the whole line
     record = json.loads(buf[start:end])
+    record["_choices"] = _choice_logliks(record.get("filtered_resps"))
     return int(record["doc_id"]), record
 
 
@@ -122,6 +153,7 @@ def read_samples_file(path: Path, task: str) -> TaskSamples:
     few-shot sample files run to hundreds of megabytes."""
     per_doc: dict[int, dict[str, float]] = {}
     hashes: dict[int, str] = {}
+    choices: dict[int, list[float]] = {}
     keys: set[str] = set()
     lineno = 0
     try:
@@ -147,6 +179,8 @@ def read_samples_file(path: Path, task: str) -> TaskSamples:
                             row[key] = float(value)
                             keys.add(key)
                     hashes.setdefault(doc_id, doc_hash)
+                    if tail.get("_choices") is not None:
+                        choices.setdefault(doc_id, tail["_choices"])
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc}); check the path and permissions") from None
     doc_ids = sorted(per_doc)
@@ -158,4 +192,5 @@ def read_samples_file(path: Path, task: str) -> TaskSamples:
             raise InputError(f"{path}: task {task} has {key} for some documents only; "
                              "the samples file is incomplete") from None
     digest = hashlib.sha256("".join(f"{d}:{hashes[d]}\n" for d in doc_ids).encode()).hexdigest()
-    return TaskSamples(doc_ids=doc_ids, values=values, digest=digest)
+    per_choice = [choices[d] for d in doc_ids] if doc_ids and len(choices) == len(doc_ids) else None
+    return TaskSamples(doc_ids=doc_ids, values=values, digest=digest, choices=per_choice)

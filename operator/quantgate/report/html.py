@@ -74,6 +74,31 @@ def drop_chart(m: Matrix, width: int = 760, height: int = 320) -> str:
     return "".join(parts)
 
 
+def kld_chart(m: Matrix, width: int = 760, bar_h: int = 16) -> str:
+    """Horizontal bars: mean choice KLD per multiple-choice task and candidate ('' without samples)."""
+    bars = [(r.name, t.task, t.choice_kld, t.top1_agreement) for r in m.rows[1:] for t in r.comparison.tasks
+            if t.choice_kld is not None]
+    if not bars:
+        return ""
+    names = [r.name for r in m.rows[1:]]
+    top = max(b[2] for b in bars) or 1.0
+    left, right = 230, 160
+    height = len(bars) * (bar_h + 4) + 10
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="kld-chart" width="{width}" height="{height}" '
+             f'role="img" aria-label="choice KLD by task and variant">']
+    for i, (name, task, kld, top1) in enumerate(bars):
+        y = 5 + i * (bar_h + 4)
+        w = max(0.5, kld / top * (width - left - right))
+        colour = PALETTE[names.index(name) % len(PALETTE)]
+        parts.append(f'<text x="{left - 6}" y="{y + bar_h - 4}" font-size="11" text-anchor="end">'
+                     f'{escape(name)} {escape(task)}</text><rect class="kld" x="{left}" y="{y}" width="{w:.1f}" '
+                     f'height="{bar_h}" fill="{colour}"><title>{escape(name)} {escape(task)}: KLD {kld:.4f}, '
+                     f'top-1 {top1:.3f}</title></rect><text x="{left + w + 4:.1f}" y="{y + bar_h - 4}" '
+                     f'font-size="11">{kld:.4f} (top-1 {top1:.3f})</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def render_html(m: Matrix, title: str = "quantgate decision matrix") -> str:
     head, rows = matrix_rows(m, decisive=True)
     verdict_col = head.index("Verdict")
@@ -106,7 +131,17 @@ Scores are each task's primary metric ({metrics}).</p>
 <h2>Drop per task</h2>
 <figure>{drop_chart(m)}<figcaption>Positive = the variant is worse than {escape(m.rows[0].name)};
 dashed lines are the general bounds on the average drop, red lines task limits.</figcaption></figure>
-<h2>Reasons</h2>
+{_fidelity_section(m)}<h2>Reasons</h2>
 {reasons}
 </body></html>
 """
+
+
+def _fidelity_section(m: Matrix) -> str:
+    chart = kld_chart(m)
+    if not chart:
+        return ""
+    return (f"<h2>Fidelity to {escape(m.rows[0].name)}</h2><figure>{chart}<figcaption>Mean KL divergence of "
+            "each question's choice distribution (softmax of the per-choice loglikelihoods), reference to "
+            "variant, in nats; top-1: share of questions where both pick the same choice. These explain the "
+            "verdict; they do not decide it.</figcaption></figure>\n")

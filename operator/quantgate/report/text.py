@@ -42,7 +42,23 @@ def comparison_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
              f"{t.min_detectable_drop:.2f}" if t.min_detectable_drop is not None else "-",
              _n(t), "pass" if t.passed else "FAIL"]
             for t in c.tasks]
+    if any(t.choice_kld is not None for t in c.tasks):  # fidelity: multiple-choice tasks with logged samples
+        head[-1:-1] = ["choice KLD", "top-1"]
+        for t, r in zip(c.tasks, rows):
+            r[-1:-1] = ["-" if t.choice_kld is None else f"{t.choice_kld:.4f}",
+                        "-" if t.top1_agreement is None else f"{t.top1_agreement:.3f}"]
     return head, rows
+
+
+def fidelity_lines(m: Matrix) -> list[str]:
+    """Per candidate: choice KLD and top-1 agreement of each multiple-choice task (empty without samples)."""
+    out = []
+    for r in m.rows[1:]:
+        parts = [f"{t.task} KLD {t.choice_kld:.4f} top-1 {t.top1_agreement:.3f}" for t in r.comparison.tasks
+                 if t.choice_kld is not None and t.top1_agreement is not None]
+        if parts:
+            out.append(f"{r.name}: " + ", ".join(parts))
+    return out
 
 
 def _grid(head: list[str], rows: list[list[str]]) -> str:
@@ -112,10 +128,15 @@ def render_matrix(m: Matrix, fmt: str) -> str:
         out += ["| " + " | ".join(r) + " |" for r in rows]
         out += ["", f"Scores are each task's primary metric; {policy}."]
         out += ["", f"**Selected**: {m.selected.name or 'none'} ({m.selected.reason})"]
+        if fidelity := fidelity_lines(m):
+            out += ["", "Fidelity to the reference (mean choice KLD in nats, top-1 agreement):", "",
+                    *(f"- {x}" for x in fidelity)]
         for r in m.rows[1:]:
             out += ["", f"**{r.name}**: {r.verdict.value}", *(f"- {x}" for x in r.comparison.reasons)]
         return "\n".join(out)
     out = [_grid(head, rows), "", policy, f"selected: {m.selected.name or 'none'} ({m.selected.reason})"]
+    if fidelity := fidelity_lines(m):
+        out += ["fidelity to the reference (mean choice KLD in nats, top-1 agreement):", *(f"  {x}" for x in fidelity)]
     for r in m.rows[1:]:
         out += [f"{r.name}: {r.verdict.value}", *(f"  - {x}" for x in r.comparison.reasons)]
     return "\n".join(out)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import Field, model_validator
@@ -43,6 +44,9 @@ class Variant(CamelModel):
     api_key: str | None = Field(None, description="Require this bearer token on /v1/* (like vllm --api-key).")
     route_prefix: str = Field("", description="e.g. /openai: serve KServe-style /openai/v1/... routes.")
     tokenizer_endpoints: bool = Field(True, description="Serve /tokenize, /detokenize, /tokenizer_info.")
+    prompt_logprobs: Literal["ok", "missing", "shifted"] = Field(
+        "ok", description="Echoed prompt log-probabilities: right; missing (generated tokens only, like "
+        "llama.cpp's llama-server); shifted by one position (like llama-cpp-python's server).")
     tls_cert_file: str | None = Field(None, description="Serve HTTPS with this PEM certificate (chain) ...")
     tls_key_file: str | None = Field(None, description="... and this PEM private key.")
 

@@ -29,6 +29,9 @@ from quantgate.simulate.plan import plant, wrong_choice, wrong_number
 from quantgate.simulate.tokenizer import EOS_ID, Tokenizer
 
 CHOSEN_LOGPROB = -0.01
+# The one text the simulator models as a language model (for the log-probability probe): counting.
+COUNTING = ", ".join(str(i) for i in range(1, 40))
+COUNTING_LOGPROB, OFF_COUNTING_LOGPROB = -0.0125, -9.5
 MC2_OTHER_LOGPROB = -40.0
 UNKNOWN_TEXT = " I am not sure."
 
@@ -123,6 +126,61 @@ class SimulatedModel:
             ids, finish = ids[:max_tokens], "length"
             text = self.tok.decode(ids)
         return Answer(text=text, tokens=max(1, len(ids)), finish_reason=finish)
+
+    # -------------------------------------------------------------- counting (the probe's text)
+    def is_counting(self, prompt_ids: list[int]) -> bool:
+        return len(prompt_ids) > 1 and COUNTING.startswith(self.tok.decode(prompt_ids[:2]))
+
+    def _counting_logprob(self, prefix: list[int], token_id: int) -> float:
+        text = self.tok.decode(prefix) + self.tok.decode([token_id])
+        return COUNTING_LOGPROB if COUNTING.startswith(text) else OFF_COUNTING_LOGPROB
+
+    def _counting_next(self, prefix: list[int]) -> int | None:
+        ids = self.tok.encode(COUNTING)
+        return ids[len(prefix)] if ids[: len(prefix)] == prefix and len(prefix) < len(ids) else None
+
+    def counting_generate(self, prompt_ids: list[int], max_tokens: int) -> Answer:
+        """Greedy generation with logprobs: the counting continues."""
+        ids, pieces, values = list(prompt_ids), [], []
+        for _ in range(max(1, max_tokens)):
+            nxt = self._counting_next(ids)
+            if nxt is None:
+                break
+            pieces.append(self._piece(nxt))
+            values.append(self._counting_logprob(ids, nxt))
+            ids.append(nxt)
+        text = self.tok.decode(ids[len(prompt_ids):]) or UNKNOWN_TEXT
+        return Answer(text=text, tokens=max(1, len(pieces)), logprobs={
+            "tokens": pieces, "token_logprobs": values, "top_logprobs": [{p: v} for p, v in zip(pieces, values)],
+            "text_offset": [0] * len(pieces)})
+
+    def counting_echo(self, prompt_ids: list[int], shifted: bool = False) -> Answer:
+        """echo=True, max_tokens=1 on a counting prompt: entry i scores token i with the distribution
+        given tokens < i (shifted: given tokens <= i, the one predicting token i + 1)."""
+        n, k = len(prompt_ids), (1 if shifted else 0)
+        values: list = [None] * (1 - k) + [self._counting_logprob(prompt_ids[:i + k], prompt_ids[i])
+                                           for i in range(1 - k, n)]
+        tops: list = [None] * (1 - k)
+        for i in range(1 - k, n):
+            nxt = self._counting_next(prompt_ids[:i + k])
+            tops.append({self._piece(nxt): COUNTING_LOGPROB} if nxt is not None else {})
+        gen = self.counting_generate(prompt_ids, 1).logprobs
+        return Answer(text="\n", tokens=1, logprobs={
+            "tokens": [self._piece(i) for i in prompt_ids] + (gen["tokens"] or ["\n"]),
+            "token_logprobs": values + (gen["token_logprobs"] or [-0.5]),
+            "top_logprobs": tops + (gen["top_logprobs"] or [{"\n": -0.5}]),
+            "text_offset": [0] * (n + 1)})
+
+    @staticmethod
+    def broken_echo(answer: Answer, mode: str) -> Answer:
+        """The simulator's knob `promptLogprobs` on any echo answer: `missing` keeps the generated
+        token's entry only; `shifted` moves every entry one position earlier."""
+        lp = answer.logprobs
+        if mode == "missing":
+            lp = {k: v[-1:] for k, v in lp.items()}
+        elif mode == "shifted":
+            lp = {k: (v[1:] + v[-1:] if k in ("token_logprobs", "top_logprobs") else v) for k, v in lp.items()}
+        return Answer(answer.text, answer.tokens, lp, answer.finish_reason)
 
     def _piece(self, token_id: int) -> str:
         if token_id < 256:

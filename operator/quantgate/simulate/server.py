@@ -106,9 +106,16 @@ def build_app(config: FleetConfig, variant: Variant, index: ItemIndex, tokenizer
                 choices, generated = [], 0
                 for i, ids in enumerate(prompts):
                     stats.completion_prompts += 1
+                    counting = model.is_counting(ids)  # the log-probability probe's prompts
                     if echo and logprobs is not None:
-                        answer = model.echo_logprobs(ids)
+                        shifted = variant.prompt_logprobs == "shifted"
+                        answer = model.counting_echo(ids, shifted) if counting else model.echo_logprobs(ids)
+                        if variant.prompt_logprobs == "missing" or (shifted and not counting):
+                            answer = model.broken_echo(answer, variant.prompt_logprobs)
                         text = tokenizer.decode(ids) + answer.text
+                    elif logprobs is not None and counting:
+                        answer = model.counting_generate(ids, max_tokens)
+                        text = answer.text
                     else:
                         answer = model.generate(ids, max_tokens, stop)
                         text = answer.text

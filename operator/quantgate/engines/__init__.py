@@ -1,0 +1,1 @@
+"""In-process inference engines the runner can use instead of an HTTP endpoint."""

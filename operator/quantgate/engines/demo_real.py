@@ -1,0 +1,89 @@
+"""`make demo-real`: a real model through the whole pipeline.
+
+Evaluates SmolLM2-135M-Instruct's Q4_1 GGUF (the reference) and its Q3_K_M and Q2_K
+requantizations with the in-process llama.cpp engine (`quantgate run --engine llama-cpp`) on
+the local suite's datasets, then prints the decision matrix with the real scores, answer flips
+and the fidelity signals (choice KLD, top-1 agreement), and writes an HTML report.
+Run: python -m quantgate.engines.demo_real [--output DIR] [--tasks LIST] [--parallel N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+# 0-shot multiple-choice tasks (per-choice loglikelihoods: flips and fidelity) and a short
+# generation task; sized to finish in a few minutes on two cores.
+DEFAULT_TASKS = "arc_challenge:0@100,hellaswag:0@100,winogrande:0@100,truthfulqa_mc2:0@50,mmlu:0@10,gsm8k:0@10"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="demo-real")
+    parser.add_argument("--output", default="demo-real-output")
+    parser.add_argument("--tasks", default=DEFAULT_TASKS, help="name[:shots][@limit],... on the local datasets")
+    parser.add_argument("--parallel", type=int, default=1, help="models evaluated at once")
+    args = parser.parse_args(argv)
+
+    from quantgate.decision import matrix
+    from quantgate.decision.model import Policy
+    from quantgate.engines.real_models import CANDIDATES, REFERENCE, missing, model_path
+    from quantgate.lmeval.parallel import RunJob, run_all
+    from quantgate.lmeval.results import load_run
+    from quantgate.report.html import render_html
+    from quantgate.report.text import fidelity_lines
+    from quantgate.simulate.demo import decision_table
+
+    problem = missing()
+    if problem:
+        print(f"demo-real: {problem}", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    say = lambda text: print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)  # noqa: E731
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = (REFERENCE, *CANDIDATES)
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.parallel))
+    jobs = [RunJob(k, ["--engine", "llama-cpp", "--model-path", str(model_path(k)), "--tasks", args.tasks,
+                       "--local-data", "--output", str(out / k), "--force", "--threads", str(threads),
+                       "--label", f"[{k}]", "--progress-interval", "30"], out / k) for k in kinds]
+    say(f"evaluating {', '.join(kinds)} of SmolLM2-135M-Instruct in process with llama.cpp: {args.tasks}")
+    run_all(jobs, max_parallel=args.parallel)
+    failed = [j for j in jobs if j.failed or j.returncode is None]
+    if failed:
+        print(f"demo-real: the {failed[0].label} run failed (exit status {failed[0].returncode})", file=sys.stderr)
+        return 1
+    runs = {k: load_run(out / k) for k in kinds}
+    sizes = {("Reference" if k == REFERENCE else k): f"{model_path(k).stat().st_size / 2**20:.1f}Mi" for k in kinds}
+    candidates = {k: runs[k] for k in CANDIDATES}
+    matrices = {p: matrix(runs[REFERENCE], candidates, Policy(profile=p), sizes)
+                for p in ("general", "math-tutoring")}
+    print()
+    print(f"Decision matrix: {', '.join(CANDIDATES)} against {REFERENCE} (Reference; itself a 4-bit GGUF, "
+          "the candidates are further requantizations of it)")
+    print(decision_table(matrices))
+    print()
+    print("Answer flips against the reference (correct→incorrect / incorrect→correct, share of questions):")
+    for row in matrices["general"].rows[1:]:
+        flips = [f"{t.task} {t.flips.correct_to_incorrect}/{t.flips.incorrect_to_correct} ({t.flips.rate:.1%})"
+                 for t in row.comparison.tasks if t.flips]
+        print(f"  {row.name:<7} " + ", ".join(flips))
+    print()
+    print("Fidelity to the reference (mean choice KLD in nats, top-1 agreement):")
+    for line in fidelity_lines(matrices["general"]):
+        print(f"  {line}")
+    print()
+    for p, m in matrices.items():
+        for row in m.rows[1:]:
+            print(f"{row.name} [{p}]: {row.verdict.value} - {row.comparison.reasons[0]}")
+    report = out / "report.html"
+    report.write_text(render_html(matrices["general"], title="quantgate demo-real: SmolLM2-135M GGUF"))
+    print()
+    say(f"HTML report: {report}; run directories under {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
