@@ -66,7 +66,7 @@ clean:
 
 # The real-model test ground: llama-cpp-python's wheel (built once, cached), the SmolLM2 Q4_1
 # reference GGUF and its Q3_K_M / Q2_K requantizations, under ~/.cache/quantgate/.
-tools-llama: venv
+tools-llama: venv system-deps
 	bash scripts/build-llama.sh $(VENV)
 
 # Reference vs Q3_K_M and Q2_K through the in-process llama.cpp engine: real scores, flips, fidelity.
