@@ -137,10 +137,18 @@ class ModelSource(CamelModel):
         return (self.vllm.model_path or self.vllm.pvc or "vllm").rsplit("/", 1)[-1]
 
 
-class BaselineSource(ModelSource):
-    """The reference (usually full-precision) model."""
+_BASELINE_SOURCE = _cel(
+    "has(self.resultsFrom) ? [has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm)]"
+    ".filter(x, x).size() == 0 : [has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm)]"
+    ".filter(x, x).size() == 1",
+    "a baseline needs exactly one of inferenceServiceRef, endpoint, vllm, or resultsFrom alone",
+)
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_SOURCE]})
+
+class BaselineSource(ModelSource):
+    """The reference (usually full-precision) model: one model source, or `resultsFrom` alone."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_BASELINE_SOURCE]})
 
     results_from: str | None = Field(
         None,
@@ -148,6 +156,20 @@ class BaselineSource(ModelSource):
         "instead of running the baseline again.",
         max_length=253,
     )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> "BaselineSource":
+        given = [n for n in ("inference_service_ref", "endpoint", "vllm") if getattr(self, n) is not None]
+        if self.results_from is not None and given:
+            raise ValueError("baseline.resultsFrom reuses finished results: remove " + ", ".join(
+                {"inference_service_ref": "inferenceServiceRef"}.get(n, n) for n in given))
+        if self.results_from is None and len(given) != 1:
+            raise ValueError("a baseline needs exactly one of inferenceServiceRef, endpoint, vllm, or resultsFrom alone")
+        return self
+
+    def describe(self) -> str:
+        return f"resultsFrom:{self.results_from}" if self.results_from and not (
+            self.inference_service_ref or self.endpoint or self.vllm) else super().describe()
 
 
 class TaskSpec(CamelModel):
@@ -309,9 +331,11 @@ class Phase(str, Enum):
 
 
 class Condition(CamelModel):
-    """Evaluated: results for the current generation exist. Promotable: the verdict is Ship or Monitor."""
+    """Evaluated: results for the current generation exist. Promotable: the verdict is Ship or Monitor.
+    EndpointsReady: the models answer (False while the evaluation waits for them; its
+    lastTransitionTime starts the endpoint timeout)."""
 
-    type: Literal["Evaluated", "Promotable"]
+    type: Literal["Evaluated", "Promotable", "EndpointsReady"]
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(description="CamelCase reason.")
     message: str = ""
