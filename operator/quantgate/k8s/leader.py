@@ -159,7 +159,7 @@ class LeaderElector:
                     self.last_renew = time.monotonic()
                 elif time.monotonic() - self.last_renew > self.renew_deadline_s:
                     self.leading = False
-                    log.error("lease %s/%s lost (not renewed for %.0fs): stopping", self.namespace, self.name,
+                    log.error("lease %s/%s lost (not renewed for %.3gs): stopping", self.namespace, self.name,
                               self.renew_deadline_s)
                     on_lost()
                     return
