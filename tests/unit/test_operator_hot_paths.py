@@ -115,7 +115,7 @@ def _fresh_handlers(monkeypatch, rec):
     from quantgate.k8s.settings import Settings
     from quantgate.k8s.workqueue import WorkQueue
 
-    for name in ("_bodies", "_finished_jobs", "_dependents", "_depends_on"):
+    for name in ("_bodies", "_finished_jobs", "_dependents", "_depends_on", "_last_full"):
         monkeypatch.setattr(handlers, name, {})
     monkeypatch.setattr(handlers.metrics, "observe", lambda *a: None)
     monkeypatch.setattr(handlers.metrics, "forget", lambda *a: None)
@@ -251,3 +251,32 @@ def test_healthz_fails_when_the_queue_has_work_and_finishes_none(monkeypatch):
     assert handlers.healthy()
     monkeypatch.setitem(handlers._state, "loop_tick", time.monotonic() - 1)  # the event loop stopped
     assert not handlers.healthy()
+
+
+def test_a_running_echo_costs_nothing_while_its_job_is_unfinished_but_a_full_reconcile_still_comes(monkeypatch):
+    from quantgate.k8s.settings import Settings
+
+    rec = RecordingReconciler(answer=0.2)
+    queue = _fresh_handlers(monkeypatch, rec)
+    monkeypatch.setitem(handlers._state, "settings", Settings(running_requeue_s=0.2))
+    running = {"metadata": {"name": "a", "namespace": "ns", "generation": 1, "resourceVersion": "7"},
+               "spec": {}, "status": {"phase": "Running", "observedGeneration": 1, "jobName": "a-g1-x"}}
+    index = {"active": [{"namespace": "ns", "name": "a-g1-x"}]}
+
+    async def events():
+        queue.start()
+        await handlers.evaluation_event(type="MODIFIED", body=running, namespace="ns", name="a",
+                                        quantgate_jobs=index, inference_services={})
+        while queue.processed < 1:
+            await asyncio.sleep(0.01)
+        echo = {**running, "metadata": {**running["metadata"], "resourceVersion": "8"}}
+        await handlers.evaluation_event(type="MODIFIED", body=echo, namespace="ns", name="a",
+                                        quantgate_jobs=index, inference_services={})
+        while queue.processed < 2:
+            await asyncio.sleep(0.01)
+        assert len(rec.calls) == 1  # the echo was answered from the Job index
+        while len(rec.calls) < 2:  # the requeue-after brings a full reconcile anyway
+            await asyncio.sleep(0.02)
+        await queue.stop()
+
+    asyncio.run(events())

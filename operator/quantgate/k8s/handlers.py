@@ -207,6 +207,7 @@ def observe_evaluation(type: str, namespace: str, name: str, body) -> None:
     key = (namespace, name)
     if type == "DELETED":
         _bodies.pop(key, None)
+        _last_full.pop(key, None)
         _track(key, set())
         work_queue().forget(key)
         metrics.forget(namespace, name)
@@ -220,6 +221,7 @@ def observe_evaluation(type: str, namespace: str, name: str, body) -> None:
         work_queue().add(key)
     else:
         previous = _bodies.pop(key, None) or {}
+        _last_full.pop(key, None)
         _track(key, set())
         for status in (body.get("status") or {}, previous.get("status") or {}):
             if status.get("jobName"):
@@ -254,10 +256,22 @@ async def job_event(type, body, namespace, labels, quantgate_jobs: kopf.Index, *
         for other, other_body in list(_bodies.items()):
             if other[0] == namespace and (other_body.get("status") or {}).get("reason") == "BaselineInProgress":
                 work_queue().add(other)
-    # a slot is free: the first queued evaluations may start
-    for other, other_body in list(_bodies.items()):
-        if (other_body.get("status") or {}).get("reason") == "Queued":
-            work_queue().add(other)
+    # a slot is free: the first few queued evaluations in line may start (the rest come back
+    # on their own requeue-after; waking all of them on every finished Job would cost one
+    # reconcile per queued evaluation per Job)
+    queued = [(_line(b), k) for k, b in _bodies.items() if (b.get("status") or {}).get("reason") == "Queued"]
+    for _order, other in sorted(queued)[:WAKE_QUEUED]:
+        work_queue().add(other)
+
+
+WAKE_QUEUED = 5
+
+
+def _line(body: dict) -> tuple:
+    """A queued evaluation's place in line (the runner queue's order)."""
+    meta = body["metadata"]
+    return ((body.get("status") or {}).get("startedAt") or "", meta.get("creationTimestamp") or "",
+            meta.get("namespace") or "", meta.get("name") or "")
 
 
 @kopf.on.event(KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL)
@@ -271,10 +285,30 @@ async def _reconcile_key(key: tuple[str, str]) -> float | None:
     body = _bodies.get(key)
     if body is None:
         return None  # settled or deleted since it was enqueued (the resync re-reads every evaluation)
-    job_name = (body.get("status") or {}).get("jobName")
+    status = body.get("status") or {}
+    job_name = status.get("jobName")
     job = _finished_jobs.get((namespace, job_name)) if job_name else None
+    running_s = _settings().running_requeue_s
+    since = time.monotonic() - _last_full.get(key, float("-inf"))
+    if job is None and since < running_s and _running_on_live_job(namespace, body):
+        # the status echo of a Running evaluation whose Job the index shows unfinished:
+        # nothing to do (a full reconcile, with a GET of the Job, comes every running_s)
+        return running_s - since
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_state.get("executor"), functools.partial(_run, namespace, name, body, job))
+    requeue = await loop.run_in_executor(_state.get("executor"), functools.partial(_run, namespace, name, body, job))
+    _last_full[key] = time.monotonic()
+    return requeue
+
+
+_last_full: dict[tuple[str, str], float] = {}  # when each key was last fully reconciled
+
+
+def _running_on_live_job(namespace: str, body: dict) -> bool:
+    status = body.get("status") or {}
+    if status.get("phase") != "Running" or status.get("observedGeneration") != body["metadata"].get("generation"):
+        return False
+    active = (_state.get("jobs_index") or {}).get("active", [])
+    return any(j["namespace"] == namespace and j["name"] == status.get("jobName") for j in active)
 
 
 def _run(namespace: str, name: str, body: dict | None, job: dict | None) -> float | None:
