@@ -103,10 +103,11 @@ def run(args) -> int:
     for role in ("baseline", "candidate"):
         ep = getattr(spec, role).endpoint
         jobs.append(RunJob(role, run_args(
-            ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.suite or "leaderboard"),
-            tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
+            ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.effective_suite or "leaderboard"),
+            tasks=tasks_arg(spec), limit=args.limit if args.limit is not None else spec.limit,  # as the Job runs it
+            concurrency=spec.runner.concurrency, label=role,
             api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
-            local_data=args.local_data), out / role))
+            local_data=args.local_data or bool(spec.local_data)), out / role))
     print(f"evaluating {name}: baseline and candidate in parallel → {out}", file=sys.stderr)
     for job in run_all(jobs):
         if job.failed:
