@@ -1,4 +1,4 @@
-"""The operator's shortcuts under load: preflight cache, credential refresh, poller."""
+"""The operator's shortcuts under load and its one reconcile path: preflight cache, credential refresh, the work queue's handlers."""
 
 import asyncio
 import threading

@@ -78,7 +78,7 @@ class ActiveJobs:
 class RunnerQueue:
     """Evaluations waiting for a runner slot, served first come, first served: by when their
     generation started waiting (status.startedAt), then creation, then name. Kept in memory
-    and refreshed by every reconcile of a queued evaluation (the poller visits each one every
+    and refreshed by every reconcile of a queued evaluation (its requeue-after brings each one back every
     poll interval), so an entry nobody refreshes for `stale_s` (a missed deletion) stops
     holding the line. After a restart the order holds again once each queued evaluation has
     been reconciled once."""
