@@ -280,3 +280,23 @@ def test_a_running_echo_costs_nothing_while_its_job_is_unfinished_but_a_full_rec
         await queue.stop()
 
     asyncio.run(events())
+
+
+def test_a_missing_kserve_crd_is_reported_quietly_and_other_missing_resources_are_not():
+    import logging
+
+    from quantgate.commands.operator import OptionalKServe
+
+    def record(msg):
+        return logging.LogRecord("kopf._core.reactor.observation", logging.WARNING, __file__, 1, msg, None, None)
+
+    from kopf._cogs.structs.references import Selector
+
+    isvc = Selector("serving.kserve.io", "v1beta1", "inferenceservices")
+    meval = Selector("quantgate.io", "v1alpha1", "modelevaluations")
+    prefix = "Unresolved resources cannot be served (try creating their CRDs): "
+    kserve = record(prefix + f"{isvc}")  # as kopf formats it
+    assert OptionalKServe().filter(kserve) and kserve.levelno == logging.INFO
+    assert "KServe is not installed" in kserve.getMessage()
+    ours = record(prefix + f"{meval}, {isvc}")
+    assert OptionalKServe().filter(ours) and ours.levelno == logging.WARNING  # our own CRD missing: still a warning
