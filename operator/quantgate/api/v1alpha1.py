@@ -33,7 +33,7 @@ CATEGORY = "quantgate"
 
 Suite = Literal["leaderboard", "tiny", "local"]
 
-# Tasks the built-in suites run (DESIGN.md) and the tinyBenchmarks task standing for
+# Tasks the built-in suites run (docs/decision.md) and the tinyBenchmarks task standing for
 # each full benchmark; used by the CEL rules that check profile/taskLimits names.
 SUITE_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k")
 TINY_FOR = {
@@ -44,7 +44,7 @@ TINY_FOR = {
     "winogrande": "tinyWinogrande",
     "gsm8k": "tinyGSM8k",
 }
-# The task each built-in profile limits (DESIGN.md "Task-specific limits").
+# The task each built-in profile limits (docs/decision.md, "Limits").
 PROFILE_TASK = {"math-tutoring": "gsm8k", "code-help": "humaneval", "summarization": "mmlu"}
 
 _NAME = dict(min_length=1, max_length=253)
