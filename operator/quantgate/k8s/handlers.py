@@ -169,14 +169,20 @@ _depends_on: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
 
 
 def _dependencies(namespace: str, spec: dict) -> set[tuple[str, str, str]]:
-    deps = set()
-    for role in ("baseline", "candidate"):
-        source = spec.get(role) or {}
-        ref = source.get("inferenceServiceRef") or {}
-        if ref.get("name"):
-            deps.add((namespace, "isvc", ref["name"]))
-        if role == "baseline" and source.get("resultsFrom"):
-            deps.add((namespace, "meval", source["resultsFrom"]))
+    """What an evaluation waits on, from its typed spec (none for an invalid one: the
+    reconcile fails it as InvalidSpec)."""
+    from pydantic import ValidationError
+
+    from quantgate.api.v1alpha1 import ModelEvaluationSpec
+
+    try:
+        typed = ModelEvaluationSpec.model_validate(spec)
+    except ValidationError:
+        return set()
+    deps = {(namespace, "isvc", s.inference_service_ref.name)
+            for s in (typed.baseline, typed.candidate) if s.inference_service_ref is not None}
+    if typed.baseline.results_from:
+        deps.add((namespace, "meval", typed.baseline.results_from))
     return deps
 
 
