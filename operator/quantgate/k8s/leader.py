@@ -129,7 +129,9 @@ class LeaderElector:
         except Exception as exc:
             from quantgate.k8s.workqueue import describe
 
-            log.warning("lease %s/%s: %s", self.namespace, self.name, describe(exc))
+            hint = (": the operator's ServiceAccount needs get/update/create on this Lease "
+                    "(manifests/rbac/operator.yaml, the chart's -leader Role)") if getattr(exc, "status", None) == 403 else ""
+            log.warning("lease %s/%s: %s%s", self.namespace, self.name, describe(exc), hint)
             return False
 
     # ---- the loops ----------------------------------------------------------------------
