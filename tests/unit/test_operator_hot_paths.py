@@ -300,3 +300,16 @@ def test_a_missing_kserve_crd_is_reported_quietly_and_other_missing_resources_ar
     assert "KServe is not installed" in kserve.getMessage()
     ours = record(prefix + f"{meval}, {isvc}")
     assert OptionalKServe().filter(ours) and ours.levelno == logging.WARNING  # our own CRD missing: still a warning
+
+
+def test_a_finished_job_leaves_the_active_index():
+    from kopf._core.engines.indexing import OperatorIndexer
+
+    indexer = OperatorIndexer()
+    running = {"metadata": {"name": "j"}, "status": {}}
+    done = {"metadata": {"name": "j"}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    key = ("ns", "j", "uid")
+    for body, expected in ((running, 1), (done, 0)):
+        value = asyncio.run(handlers.quantgate_jobs(namespace="ns", name="j", body=body, labels={}))
+        indexer.replace(key, value)  # what kopf does with a result that is not None
+        assert len(list(indexer.index.get("active", []))) == expected

@@ -122,10 +122,12 @@ def _login(**kwargs):
 
 @kopf.index("batch", "v1", "jobs", labels=RUNNER_JOBS)
 async def quantgate_jobs(namespace, name, body, labels, **_):
-    """Unfinished runner Jobs (key 'active')."""
+    """Unfinished runner Jobs (key 'active'). A finished one returns an empty mapping: kopf
+    1.45 keeps an object's previous index value when the function returns None, so None
+    would leave a finished Job counted against --max-concurrent for good."""
     outcome, _msg = st.job_outcome(body)
     if outcome or body.get("metadata", {}).get("deletionTimestamp"):
-        return None
+        return {}
     return {"active": {
         "namespace": namespace, "name": name,
         "evaluation": labels.get(names.LABEL_EVALUATION),

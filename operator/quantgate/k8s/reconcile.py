@@ -269,6 +269,8 @@ class Reconciler:
         if start is not None or current != (wait.phase.value, wait.reason, wait.message):
             self._patch(body, {**(start or {}), **st.progress(wait.phase, wait.reason, wait.message, gen, status,
                                                               endpoints_ready=endpoints_ready)})
+            log.info("%s/%s: %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], wait.phase.value,
+                     wait.reason, wait.message)
 
     def _plan(self, body: dict, spec: ModelEvaluationSpec, isvc_cache=None) -> Wait | Ready:
         ns = body["metadata"]["namespace"]
