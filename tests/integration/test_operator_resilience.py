@@ -136,7 +136,7 @@ def test_long_waits_for_a_slot_or_a_baseline_do_not_count_against_the_endpoint_t
     wait_phase(cluster, "base", ns, ("Running",), timeout=120)
     _apply(cluster, ns,
            evaluation("queued", ref("fp16"), ref("int4"), **QUICK),
-           evaluation("reuse", {"resultsFrom": "base"}, ref("same"), **QUICK))
+           evaluation("reuse", {"resultsFrom": "base"}, ref("same"), **SLOW))  # base's tasks and limits
     wait_for(lambda: (get(cluster, "meval", "queued", ns).get("status") or {}).get("reason") == "Queued",
              timeout=60, interval=0.5, what="queued waits for a slot")
     reuse = wait_for(lambda: (get(cluster, "meval", "reuse", ns).get("status") or {}).get("reason")
