@@ -27,6 +27,9 @@ OPERATOR_RBAC = ROOT / "manifests/rbac/operator.yaml"
 QUANTGATE = str(ROOT / ".venv/bin/quantgate") if (ROOT / ".venv/bin/quantgate").exists() else "quantgate"
 
 
+LEASE_NAMESPACE = "quantgate-system"  # where manifests/rbac/operator.yaml lets the operator hold its Lease
+
+
 def install_crds(cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), "-f", str(KSERVE))
     for name in ("modelevaluations.quantgate.io", "inferenceservices.serving.kserve.io"):
@@ -76,7 +79,7 @@ class OperatorProcess:
     """`quantgate operator` against the test cluster, logs to a file."""
 
     def __init__(self, cluster, log_path: Path, *args: str, namespaces: list[str] | None = None,
-                 kubeconfig: Path | None = None):
+                 kubeconfig: Path | None = None, identity: str | None = None, env: dict | None = None):
         self.cluster = cluster
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.log_path = log_path
@@ -85,30 +88,49 @@ class OperatorProcess:
         self.namespaces = namespaces or []
         self.proc: subprocess.Popen | None = None
         self.launcher = [QUANTGATE]
-        self.env: dict[str, str] = {}  # extra environment (QUANTGATE_* settings)
+        # its name in the leader Lease: kept across restarts, like a pod's name
+        self.identity = identity or f"test-operator-{self.metrics_port}"
+        self.env = env or {}
 
     def start(self) -> "OperatorProcess":
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), **self.env)
         env.pop("KUBERNETES_SERVICE_HOST", None)
+        self.cluster.kubectl("create", "namespace", LEASE_NAMESPACE, check=False)
         cmd = [*self.launcher, "operator", "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
-               "--runner-image", "quantgate:test", *self.args]
+               "--runner-image", "quantgate:test", "--leader-identity", self.identity,
+               "--lease-namespace", LEASE_NAMESPACE, *self.args]
         for ns in self.namespaces:
             cmd += ["--namespace", ns]
         log = open(self.log_path, "ab")
+        log.write(b"quantgate operator starting\n")
+        log.flush()
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         wait_for(self.healthy, timeout=60, what="operator /healthz")
         return self
 
     def healthy(self) -> bool:
-        import urllib.request
-
         if self.proc is None or self.proc.poll() is not None:
             raise AssertionError(f"operator exited: {self.log()[-2000:]}")
+        return self.healthz() == 200
+
+    def healthz(self) -> int | None:
+        """HTTP status of /healthz (None: no answer)."""
+        import urllib.error
+        import urllib.request
+
         try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=2).status == 200
+            return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=2).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
         except OSError:
-            return False
+            return None
+
+    def leading(self) -> bool:
+        """This process holds the leader Lease (its log says so since its last start)."""
+        text = self.log()
+        return text.rfind(f"acquired by {self.identity}") > text.rfind("quantgate operator starting") \
+            if "quantgate operator starting" in text else f"acquired by {self.identity}" in text
 
     def metrics(self) -> str:
         import urllib.request

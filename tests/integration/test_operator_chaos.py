@@ -1,4 +1,5 @@
-"""Chaos: 20 evaluations while the operator is SIGKILLed at random moments and restarted.
+"""Chaos: 20 evaluations while two operator replicas (one leader, one standby) are SIGKILLed
+at random moments and restarted.
 
 Watches record every Job ever created and every verdict ever written; at the end each
 ModelEvaluation has exactly one verdict for its generation, the verdict of a generation never
@@ -25,6 +26,7 @@ FLEET = {"seed": 5, "reference": "fp16", "variants": [
 ]}
 COUNT = 20
 EDITED = range(0, COUNT, 5)  # these get a second generation mid-way
+LEASE_S = 6  # leader Lease duration of the two replicas
 
 
 def _ref(name):
@@ -89,25 +91,29 @@ def chaos_env(cluster, tmp_path):
     install_runner_rbac(cluster, ns)
     with SimulatedFleet(FLEET) as fleet:
         serve_fleet(cluster, ns, fleet)
-        op = OperatorProcess(cluster, tmp_path / "operator.log", "--poll-interval", "1", "--max-concurrent", "6",
-                             namespaces=[ns], kubeconfig=operator_kubeconfig(cluster, tmp_path))
+        kubeconfig = operator_kubeconfig(cluster, tmp_path)
+        ops = [OperatorProcess(cluster, tmp_path / f"operator-{i}.log", "--poll-interval", "1", "--max-concurrent", "6",
+                               "--lease-duration", str(LEASE_S), namespaces=[ns], kubeconfig=kubeconfig)
+               for i in range(2)]
         try:
-            yield cluster, ns, op
+            yield cluster, ns, ops
         finally:
-            op.stop()
+            for op in ops:
+                op.stop()
             cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def test_restarts_at_random_moments_never_duplicate_jobs_or_verdicts(chaos_env):
-    cluster, ns, op = chaos_env
+    cluster, ns, ops = chaos_env
     rnd = random.Random(2024)
     recorder = Recorder(cluster, ns)
     try:
         docs = [evaluation(f"ev-{i:02d}", _ref("fp16"), _ref("same" if i % 2 else "int4"), suite="local",
                            tasks=[{"name": "gsm8k", "limit": 8}], profile="math-tutoring") for i in range(COUNT)]
         cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
-        op.start()
-        kills, edited, started = 0, False, time.monotonic()
+        for op in ops:
+            op.start()
+        kills, takeovers, edited, started = 0, 0, False, time.monotonic()
 
         def settled():
             items = json.loads(cluster.kubectl("get", "meval", "-n", ns, "-o", "json").stdout)["items"]
@@ -118,6 +124,8 @@ def test_restarts_at_random_moments_never_duplicate_jobs_or_verdicts(chaos_env):
         while not settled():
             assert time.monotonic() - started < 400, "evaluations did not settle"
             time.sleep(rnd.uniform(1.0, 7.0))
+            leaders = [o for o in ops if o.leading()]
+            op = leaders[0] if leaders and rnd.random() < 0.75 else rnd.choice(ops)  # mostly the leader
             op.kill()
             kills += 1
             if not edited and time.monotonic() - started > 15:
@@ -125,9 +133,14 @@ def test_restarts_at_random_moments_never_duplicate_jobs_or_verdicts(chaos_env):
                     cluster.kubectl("patch", "meval", f"ev-{i:02d}", "-n", ns, "--type=merge",
                                     "-p", json.dumps({"spec": {"profile": "general"}}))
                 edited = True
-            time.sleep(rnd.uniform(0.0, 1.0))
+            if kills % 3 == 0:  # stay down until the standby has taken over
+                other = next(o for o in ops if o is not op)
+                wait_for(other.leading, timeout=120, interval=0.5, what="the standby takes over")
+                takeovers += 1
+            else:
+                time.sleep(rnd.uniform(0.0, 1.0))
             op.start()
-        assert kills >= 3
+        assert kills >= 3 and takeovers >= 1
         time.sleep(2)  # let the watches deliver the last events
     finally:
         recorder.stop()
@@ -147,8 +160,9 @@ def test_restarts_at_random_moments_never_duplicate_jobs_or_verdicts(chaos_env):
         assert len(uids) == 1, f"{name} generation {gen}: {len(uids)} Jobs created"
     wait_for(lambda: len(json.loads(cluster.kubectl("get", "jobs", "-n", ns, "-o", "json").stdout)["items"]) == COUNT,
              timeout=60, what="one Job per evaluation left (superseded ones deleted)")
-    # the last operator process rebuilt every evaluation's gauges from the statuses it listed
-    exposition = op.metrics()
+    # the leading replica rebuilt every evaluation's gauges from the statuses it listed
+    # (a standby runs no watches and exports none)
+    exposition = next(o for o in ops if o.leading()).metrics()
     for obj in items:
         name, verdict = obj["metadata"]["name"], obj["status"]["verdict"]
         assert (f'quantgate_evaluation_verdict{{evaluation="{name}",namespace="{ns}",verdict="{verdict}"}} 1.0'

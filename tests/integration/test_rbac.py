@@ -125,6 +125,13 @@ def test_operator_can_make_every_call_of_its_code(cluster, rbac):
     c.event(body, "Normal", "Verdict", "rbac test")  # best effort in the code: check it landed
     posted = json.loads(cluster.kubectl("get", "events.events.k8s.io", "-n", ns, "-o", "json").stdout)["items"]
     assert any(e.get("reason") == "Verdict" and e.get("note") == "rbac test" for e in posted)
+    # leader election: the release's Lease in the release namespace
+    from quantgate.k8s.leader import LeaderElector
+
+    elector = LeaderElector(api, ns, "scoped-quantgate-operator", "rbac-test")
+    assert elector.try_acquire_or_renew() and elector.try_acquire_or_renew()  # create, then update
+    elector.leading = True
+    elector.release()
     # kopf's discovery: CRDs, and (watching a list of namespaces) the namespaces
     client.ApiextensionsV1Api(api).list_custom_resource_definition()
     client.CoreV1Api(api).list_namespace()
@@ -216,6 +223,11 @@ TABLE = [
     ("scoped-op", "delete", "modelevaluations", "scoped", GROUP, None, False),
     ("scoped-op", "update", "modelevaluations", "scoped", GROUP, None, False),
     ("wide-op", "create", "namespaces", None, "", None, False),
+    # leases: its own release's Lease only (by name), nothing elsewhere
+    ("scoped-op", "update", "leases", "other", "coordination.k8s.io", None, False),
+    ("scoped-op", "delete", "leases", "scoped", "coordination.k8s.io", None, False),
+    ("scoped-op", "list", "leases", "scoped", "coordination.k8s.io", None, False),
+    ("wide-op", "create", "leases", "other", "coordination.k8s.io", None, False),
     # the runner: its own results and nothing else. RBAC cannot say "its own" (create has no resourceNames),
     # so no row here claims the runner may create a ConfigMap: the admission policy allows only its own
     # Job's results (test_runner_identity_without_its_pod_cannot_publish_results, test_tenant_attacks.py)

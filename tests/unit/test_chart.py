@@ -243,7 +243,7 @@ def test_paused_with_own_service_accounts():
     "setting, message",
     [
         ("replicas=abc", "at '/replicas': got string, want integer"),
-        ("replicas=2", "at '/replicas': maximum: got 2, want 1"),
+        ("replicas=3", "at '/replicas': maximum: got 3, want 2"),
         ("replicaz=1", "additional properties 'replicaz' not allowed"),
         ("operator.resourcez.cpu=1", "at '/operator': additional properties 'resourcez' not allowed"),
         ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),

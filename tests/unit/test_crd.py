@@ -75,3 +75,16 @@ def test_conditions_are_a_map_list():
     cond = status["properties"]["conditions"]
     assert cond["x-kubernetes-list-type"] == "map" and cond["x-kubernetes-list-map-keys"] == ["type"]
     assert status["properties"]["verdict"]["enum"] == ["Ship", "Monitor", "ABTest", "Block"]
+
+
+def test_results_from_stands_alone_in_the_baseline():
+    import pytest
+    from pydantic import ValidationError
+
+    from quantgate.api.v1alpha1 import BaselineSource
+
+    assert BaselineSource.model_validate({"resultsFrom": "a"}).describe() == "resultsFrom:a"
+    with pytest.raises(ValidationError, match="resultsFrom reuses finished results: remove inferenceServiceRef"):
+        BaselineSource.model_validate({"resultsFrom": "a", "inferenceServiceRef": {"name": "fp16"}})
+    with pytest.raises(ValidationError, match="exactly one of"):
+        BaselineSource.model_validate({})

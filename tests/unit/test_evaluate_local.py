@@ -133,3 +133,27 @@ def test_cluster_only_sources_are_refused_locally(tmp_path, capsys):
         "baseline": {"inferenceServiceRef": {"name": "llama"}}, "candidate": {"endpoint": {"url": "http://x"}}}}))
     assert main(["evaluate", "--local", "-f", str(path)]) == 2
     assert "spec.baseline.endpoint.url" in capsys.readouterr().err
+
+
+def test_evaluate_local_runs_the_spec_as_the_job_would_its_limit_and_local_data_included(tmp_path, monkeypatch):
+    import quantgate.lmeval.parallel as parallel
+
+    seen = []
+
+    class Failed:
+        failed, returncode, label = True, 2, "baseline"
+
+    def capture(jobs):
+        seen.extend(jobs)
+        return [Failed()]
+
+    monkeypatch.setattr(parallel, "run_all", capture)
+    spec = {"apiVersion": "quantgate.io/v1alpha1", "kind": "ModelEvaluation", "metadata": {"name": "lim"},
+            "spec": {"baseline": {"endpoint": {"url": "http://127.0.0.1:9"}},
+                     "candidate": {"endpoint": {"url": "http://127.0.0.1:9"}},
+                     "suite": "local", "tasks": [{"name": "gsm8k"}], "limit": 2}}
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["evaluate", "--local", "-f", str(path), "--output", str(tmp_path / "out")]) == 2
+    args = seen[0].args
+    assert args[args.index("--limit") + 1] == "2" and "--local-data" in args

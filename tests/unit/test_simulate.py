@@ -168,3 +168,25 @@ def test_bad_variants_file_is_an_input_error(tmp_path):
         load_fleet(bad)
     with pytest.raises(InputError, match="cannot read"):
         load_fleet(tmp_path / "missing.yaml")
+
+
+def test_simulate_json_output_is_one_parsable_line_with_live_urls(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[2] / "examples" / "simulate" / "demo-fleet.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "quantgate.cli", "simulate", "-f", str(demo), "--variant", "fp16",
+                             "-o", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        doc = json.loads(proc.stdout.readline())
+        (variant,) = doc["variants"]
+        assert variant["name"] == "fp16"
+        served = json.loads(urllib.request.urlopen(variant["url"] + "/v1/models", timeout=30).read())
+        assert [m["id"] for m in served["data"]] == [variant["model"]]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -266,10 +266,65 @@ def test_endpoint_not_ready_waits_then_times_out(world):
     rec.reconcile(NS, "a")
     st = cluster.evals["a"]["status"]
     assert st["phase"] == "WaitingForEndpoints" and st["reason"] == "InferenceServiceNotReady"
-    st["startedAt"] = "2000-01-01T00:00:00Z"
-    rec.reconcile(NS, "a")
+    assert rec.reconcile(NS, "a") == rec.settings.poll_interval_s  # still waiting: look again soon
+    assert cluster.evals["a"]["status"]["phase"] == "WaitingForEndpoints"
+    _age_endpoint_wait(cluster, "a")
+    assert rec.reconcile(NS, "a") is None  # settled
     st = cluster.evals["a"]["status"]
     assert st["phase"] == "Failed" and st["reason"] == "EndpointTimeout" and not cluster.jobs
+
+
+def _age_endpoint_wait(cluster, name, when="2000-01-01T00:00:00Z"):
+    """Pretend the current wait for endpoints began at `when` (its clock is EndpointsReady's
+    lastTransitionTime) and the evaluation itself started then too."""
+    st = cluster.evals[name]["status"]
+    st["startedAt"] = when
+    cond = next(c for c in st["conditions"] if c["type"] == "EndpointsReady")
+    assert cond["status"] == "False"
+    cond["lastTransitionTime"] = when
+
+
+def test_an_evaluation_queued_longer_than_the_endpoint_timeout_does_not_fail_on_a_flap(world, monkeypatch):
+    cluster, rec = world
+    monkeypatch.setattr(rec.settings, "baseline_cache", False)
+    for n in "abc":
+        cluster.add_eval(n, {**SPEC, "limit": ord(n)})
+        rec.reconcile(NS, n)
+    st = cluster.evals["c"]["status"]
+    assert st["reason"] == "Queued"
+    st["startedAt"] = "2000-01-01T00:00:00Z"  # queued for ages, far beyond the 60 s timeout
+    for cond in st["conditions"]:
+        cond["lastTransitionTime"] = "2000-01-01T00:00:00Z"
+    cluster.isvcs["int4"]["status"]["conditions"][0]["status"] = "False"  # a readiness flap
+    rec.reconcile(NS, "c")
+    st = cluster.evals["c"]["status"]
+    assert st["phase"] == "WaitingForEndpoints" and st["reason"] == "InferenceServiceNotReady"
+    rec.reconcile(NS, "c")
+    assert cluster.evals["c"]["status"]["phase"] == "WaitingForEndpoints"  # its own clock just started
+    _age_endpoint_wait(cluster, "c")
+    rec.reconcile(NS, "c")
+    assert cluster.evals["c"]["status"]["reason"] == "EndpointTimeout"  # the wait itself still times out
+
+
+def test_a_running_evaluation_is_looked_at_again_and_fails_when_its_job_vanished(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    assert rec.reconcile(NS, "a") == rec.settings.running_requeue_s
+    cluster.jobs.clear()  # deleted while no event reached the operator
+    assert rec.reconcile(NS, "a") is None
+    assert cluster.evals["a"]["status"]["reason"] == "JobMissing"
+
+
+def test_five_conflicts_in_a_row_raise_for_the_work_queue_to_retry(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+
+    def always_moved(body, patch):
+        raise Conflict("moved")
+
+    cluster.patch_status = always_moved
+    with pytest.raises(Conflict, match="five conflicting writes"):
+        rec.reconcile(NS, "a")
 
 
 def test_restart_after_job_creation_finds_the_job(world):
@@ -300,9 +355,13 @@ def test_results_from_reuses_a_finished_evaluations_baseline(world):
     cluster, rec = world
     cluster.add_eval("a", SPEC)
     rec.reconcile(NS, "a")
-    cluster.add_eval("b", {**SPEC, "baseline": {**SPEC["baseline"], "resultsFrom": "a"}})
+    cluster.add_eval("b", {**SPEC, "baseline": {"resultsFrom": "a"}})
     rec.reconcile(NS, "b")
-    assert cluster.evals["b"]["status"]["reason"] == "WaitingForBaselineResults"
+    assert (cluster.evals["b"]["status"]["phase"], cluster.evals["b"]["status"]["reason"]) == \
+        ("Pending", "BaselineInProgress")
+    cluster.evals["b"]["status"]["startedAt"] = "2000-01-01T00:00:00Z"  # waited far beyond the endpoint timeout
+    rec.reconcile(NS, "b")
+    assert cluster.evals["b"]["status"]["reason"] == "BaselineInProgress"  # no endpoint timeout for this wait
     cluster.finish_job(names.job_name("a", 1))
     rec.reconcile(NS, "a")
     rec.reconcile(NS, "b")

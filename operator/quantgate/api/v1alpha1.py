@@ -33,7 +33,7 @@ CATEGORY = "quantgate"
 
 Suite = Literal["leaderboard", "tiny", "local", "code"]
 
-# Tasks the built-in suites run (DESIGN.md) and the tinyBenchmarks task standing for
+# Tasks the built-in suites run (docs/decision.md) and the tinyBenchmarks task standing for
 # each full benchmark; used by the CEL rules that check profile/taskLimits names.
 SUITE_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k")
 TINY_FOR = {
@@ -46,7 +46,7 @@ TINY_FOR = {
 }
 # The code suite's tasks: they execute model-written code (quantgate.lmeval.code_tasks).
 CODE_TASKS = ("humaneval", "mbpp")
-# The task each built-in profile limits (DESIGN.md "Task-specific limits").
+# The task each built-in profile limits (docs/decision.md, "Limits").
 PROFILE_TASK = {"math-tutoring": "gsm8k", "code-help": "humaneval", "summarization": "mmlu"}
 
 _NAME = dict(min_length=1, max_length=253)
@@ -128,13 +128,13 @@ _ONE_SOURCE = _cel(
 _TLS_RULES = [
     _cel("!(has(self.caBundle) && has(self.insecureSkipVerify) && self.insecureSkipVerify)",
          "give caBundle or insecureSkipVerify, not both"),
-    _cel("!has(self.vllm) || (!has(self.caBundle) && !has(self.insecureSkipVerify))",
-         "caBundle and insecureSkipVerify apply to HTTPS endpoints, not to the in-Job vllm engine"),
+    _cel("(!has(self.vllm) && !has(self.llamaCpp)) || (!has(self.caBundle) && !has(self.insecureSkipVerify))",
+         "caBundle and insecureSkipVerify apply to HTTPS endpoints, not to the in-Job vllm or llamaCpp engines"),
 ]
 
 
 class ModelSource(CamelModel):
-    """One model variant: exactly one of inferenceServiceRef, endpoint, vllm."""
+    """One model variant: exactly one of inferenceServiceRef, endpoint, vllm, llamaCpp."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_SOURCE, *_TLS_RULES]})
 
@@ -177,10 +177,18 @@ class ModelSource(CamelModel):
         return (self.vllm.model_path or self.vllm.pvc or "vllm").rsplit("/", 1)[-1]
 
 
-class BaselineSource(ModelSource):
-    """The reference (usually full-precision) model."""
+_BASELINE_SOURCE = _cel(
+    "has(self.resultsFrom) ? [has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm), has(self.llamaCpp)]"
+    ".filter(x, x).size() == 0 : [has(self.inferenceServiceRef), has(self.endpoint), has(self.vllm), "
+    "has(self.llamaCpp)].filter(x, x).size() == 1",
+    "a baseline needs exactly one of inferenceServiceRef, endpoint, vllm, llamaCpp, or resultsFrom alone",
+)
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_ONE_SOURCE, *_TLS_RULES]})
+
+class BaselineSource(ModelSource):
+    """The reference (usually full-precision) model: one model source, or `resultsFrom` alone."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_BASELINE_SOURCE, *_TLS_RULES]})
 
     results_from: str | None = Field(
         None,
@@ -188,6 +196,21 @@ class BaselineSource(ModelSource):
         "instead of running the baseline again.",
         max_length=253,
     )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> "BaselineSource":
+        given = [n for n in ("inference_service_ref", "endpoint", "vllm", "llama_cpp") if getattr(self, n) is not None]
+        if self.results_from is not None and given:
+            raise ValueError("baseline.resultsFrom reuses finished results: remove " + ", ".join(
+                {"inference_service_ref": "inferenceServiceRef", "llama_cpp": "llamaCpp"}.get(n, n) for n in given))
+        if self.results_from is None and len(given) != 1:
+            raise ValueError("a baseline needs exactly one of inferenceServiceRef, endpoint, vllm, llamaCpp, "
+                             "or resultsFrom alone")
+        return self
+
+    def describe(self) -> str:
+        return f"resultsFrom:{self.results_from}" if self.results_from and not (
+            self.inference_service_ref or self.endpoint or self.vllm) else super().describe()
 
 
 class TaskSpec(CamelModel):
@@ -425,9 +448,11 @@ class Phase(str, Enum):
 
 
 class Condition(CamelModel):
-    """Evaluated: results for the current generation exist. Promotable: the verdict is Ship or Monitor."""
+    """Evaluated: results for the current generation exist. Promotable: the verdict is Ship or Monitor.
+    EndpointsReady: the models answer (False while the evaluation waits for them; its
+    lastTransitionTime starts the endpoint timeout)."""
 
-    type: Literal["Evaluated", "Promotable"]
+    type: Literal["Evaluated", "Promotable", "EndpointsReady"]
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(description="CamelCase reason.")
     message: str = ""

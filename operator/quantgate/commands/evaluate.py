@@ -139,10 +139,11 @@ def run(args) -> int:
         for role in ("baseline", "candidate"):
             ep = getattr(spec, role).endpoint
             jobs.append(RunJob(role, run_args(
-                ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.suite or "leaderboard"),
-                tasks=tasks_arg(spec), limit=args.limit, concurrency=spec.runner.concurrency, label=role,
+                ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.effective_suite or "leaderboard"),
+                tasks=tasks_arg(spec), limit=args.limit if args.limit is not None else spec.limit,  # as the Job runs it
+                concurrency=spec.runner.concurrency, label=role,
                 api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
-                local_data=args.local_data, fraction=fraction, allow_code_execution=spec.allow_code_execution,
+                local_data=args.local_data or bool(spec.local_data), fraction=fraction, allow_code_execution=spec.allow_code_execution,
                 extra=trust_args(getattr(spec, role), args.ca_bundle) + (["--datasets", args.datasets]
                                                                          if args.datasets else []),
                 request_cache=out / ".request-cache" / role if fraction is not None else None), out / role))

@@ -14,11 +14,16 @@ def register(subparsers) -> None:
     p.add_argument("-f", "--file", required=True, metavar="FILE", help="variants YAML")
     p.add_argument("--variant", action="append", metavar="NAME", help="serve only these variants (repeatable)")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                   help="text: one 'NAME<TAB>URL<TAB>model=SERVED' line per variant; json: one line "
+                        '{"variants": [{"name", "url", "model"}]} (the notice goes to stderr)')
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import json
     import signal
+    import sys
     import threading
 
     from quantgate.simulate import SimulatedFleet
@@ -27,10 +32,13 @@ def run(args) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with fleet:
-        for name in fleet.names:
-            v = fleet.config.variant(name)
-            print(f"{name}\t{fleet.url(name)}\tmodel={v.served_model}", flush=True)
-        print("serving; Ctrl-C to stop", flush=True)
+        served = [{"name": n, "url": fleet.url(n), "model": fleet.config.variant(n).served_model} for n in fleet.names]
+        if args.output == "json":
+            print(json.dumps({"variants": served}), flush=True)
+        else:
+            for v in served:
+                print(f"{v['name']}\t{v['url']}\tmodel={v['model']}", flush=True)
+        print("serving; Ctrl-C to stop", file=sys.stderr if args.output == "json" else sys.stdout, flush=True)
         try:
             stop.wait()
         except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""The decision rule (DESIGN.md): pure functions from two lm-eval runs to a verdict.
+"""The decision rule (docs/decision.md): pure functions from two lm-eval runs to a verdict.
 
 Stable entry points: `compare(baseline, candidate, policy, *, allow_mismatch=False)` and
 `matrix(baseline, {name: run}, policy, sizes)`; models in `quantgate.decision.model`.

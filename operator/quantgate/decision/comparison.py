@@ -240,7 +240,7 @@ def _mdd(r: _Row, drop_mode: str) -> float | None:
 
 
 def compare(baseline: RunResults, candidate: RunResults, policy: Policy, *, allow_mismatch: bool = False) -> Comparison:
-    """Apply the decision rule of DESIGN.md to two runs.
+    """Apply the decision rule of docs/decision.md to two runs.
 
     Compares the top-level tasks/groups (not listed in group_subtasks) on their primary
     metric; per-task drops, average drop, profile/task limits, flips and 95% intervals; the

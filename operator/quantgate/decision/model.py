@@ -1,8 +1,8 @@
-"""Typed inputs and outputs of the decision rule (DESIGN.md, "Comparison output").
+"""Typed inputs and outputs of the decision rule (docs/decision.md).
 
 These models are the contract shared by `quantgate compare -o json`, the
 ModelEvaluation status and the metrics. Field names serialise in camelCase
-exactly as DESIGN.md fixes them; Python code uses snake_case.
+exactly as docs/decision.md lists them; Python code uses snake_case.
 """
 
 from __future__ import annotations

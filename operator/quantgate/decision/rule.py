@@ -1,4 +1,4 @@
-"""The verdict from per-task drops (DESIGN.md, "The decision rule"); numbers only, no I/O.
+"""The verdict from per-task drops (docs/decision.md, "The rule, as implemented"); numbers only, no I/O.
 
 Kept apart from the comparison so the confidence check can re-run it with a task's drop
 moved to the ends of its interval.

@@ -1,4 +1,4 @@
-"""Which metric scores a task, and which benchmark a task stands for (DESIGN.md table)."""
+"""Which metric scores a task, and which benchmark a task stands for (docs/decision.md)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def canonical(task: str) -> str:
 def primary_metric(task: str, available: set[str] | dict, overrides: dict[str, str] | None = None) -> str:
     """The `metric,filter` key scoring `task`, given the keys present in its results.
 
-    Order: an override for the task (by its own or its canonical name); the DESIGN table
+    Order: an override for the task (by its own or its canonical name); the primary-metric table (docs/decision.md)
     for the canonical benchmark; else the first of DEFAULT_METRICS present. A tiny task
     whose results lack the full benchmark's key (tinyMMLU reports only acc_norm, its IRT
     estimate) falls back to the default order. Raises InputError when nothing fits.

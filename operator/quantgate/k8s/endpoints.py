@@ -155,29 +155,51 @@ def preflight(url: str, model: str | None, api_key: str | None, timeout: float,
 
 @dataclass
 class PreflightCache:
-    """Recent successful preflights, so that 200 evaluations created against one endpoint pair
-    cost two preflights, not 400. Only successes are kept (a failing endpoint is asked again
-    on every poll); concurrent callers for one endpoint wait for a single request
-    (single-flight). The key includes a hash of the API key, never the key itself."""
+    """Recent preflight answers, so that 200 evaluations created against one endpoint pair
+    cost two preflights, not 400: a success is trusted for `ttl_s`, a failure for
+    `failure_ttl_s` (an endpoint that is down is asked again at most that often, and the
+    evaluations waiting on it do not queue behind its timeout). Concurrent callers for one
+    endpoint share a single request (single-flight: they wait for its answer, no lock is held
+    while it runs); at most `parallel` requests run at once. The key includes a hash of the
+    API key, never the key itself."""
 
     ttl_s: float = 10.0
     check: object = None  # preflight(url, model, api_key, timeout) -> str | None; None: `preflight`
-    _ok_until: dict = field(default_factory=dict)
-    _locks: dict = field(default_factory=dict)
+    failure_ttl_s: float = 5.0
+    parallel: int = 16
+    _answers: dict = field(default_factory=dict)  # key -> (until monotonic, problem or None)
+    _flights: dict = field(default_factory=dict)  # key -> threading.Event of the running request
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    _slots: threading.Semaphore | None = None
 
     def __call__(self, url: str, model: str | None, api_key: str | None, timeout: float,
                  tls: TLS | None = None) -> str | None:
         key = (url, model, hashlib.sha256(api_key.encode()).hexdigest() if api_key else None,
                tls.key() if tls else "system")
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if self._ok_until.get(key, 0.0) > time.monotonic():
-                return None
-            problem = (self.check or preflight)(url, model, api_key, timeout, *([tls] if tls else []))
-            if problem is None and self.ttl_s > 0:
-                self._ok_until[key] = time.monotonic() + self.ttl_s
-            else:
-                self._ok_until.pop(key, None)
+        while True:
+            with self._guard:
+                until, problem = self._answers.get(key, (0.0, None))
+                if until > time.monotonic():
+                    return problem
+                flight = self._flights.get(key)
+                if flight is None:  # ours to ask
+                    flight = self._flights[key] = threading.Event()
+                    break
+            flight.wait(timeout * 3 + 1)  # another caller asks; then read its answer
+        try:
+            if self._slots is None:
+                with self._guard:
+                    self._slots = self._slots or threading.Semaphore(max(1, self.parallel))
+            with self._slots:
+                problem = (self.check or preflight)(url, model, api_key, timeout, *([tls] if tls else []))
+            ttl = self.ttl_s if problem is None else self.failure_ttl_s
+            with self._guard:
+                if ttl > 0:
+                    self._answers[key] = (time.monotonic() + ttl, problem)
+                else:
+                    self._answers.pop(key, None)
             return problem
+        finally:
+            with self._guard:
+                self._flights.pop(key, None)
+            flight.set()

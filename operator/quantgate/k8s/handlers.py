@@ -1,18 +1,24 @@
-"""kopf handlers: thin triggers around `Reconciler.reconcile` (all logic lives there).
+"""kopf handlers: they only enqueue keys; one work queue reconciles them.
 
-* every ModelEvaluation event → refresh its metrics; reconcile unless it is settled;
-  a DELETED event drops its metrics (no on-delete handler: its Job and ConfigMaps go with it
-  through ownerReferences);
-* every event of a finished runner Job → reconcile its evaluation;
-* one poller task (not kopf's per-object timers, which need a finalizer on every object)
-  re-checks the evaluations that wait on something outside our watches (endpoints, a queue
-  slot, a baseline in progress); the event handler keeps that set up to date;
+* every watch event — a ModelEvaluation, a runner Job finishing or going away, an
+  InferenceService changing — only puts the key of each evaluation it concerns into the
+  work queue (quantgate.k8s.workqueue): one key is reconciled by one worker at a time,
+  errors retry with capped exponential backoff and a log line, and the reconciler's answer
+  is the key's requeue-after (every unfinished phase has one, Running included);
+* `_reconcile_key` is the one code path that advances an evaluation: it runs
+  `Reconciler.reconcile` in kopf's thread pool with the latest body the watch delivered
+  (an informer cache: a stale copy only costs a Conflict and a re-read);
+* a periodic full resync (`--resync`, default 5 min) lists every evaluation from the API
+  server and enqueues each unsettled one, healing any missed event (kopf's watch resumes
+  from its last resourceVersion and never re-lists by itself);
 * an index of unfinished runner Jobs gives the concurrency cap its count; kopf fills
   indices before it calls any other handler, so a restarted operator never over-starts;
-* an index of InferenceServices (readiness and URL only) is the reconciler's informer cache:
-  no GET per evaluation and role (it falls back to a GET for one the index lacks);
-* handlers are `async` and cheap for the many events that need no work (status echoes,
-  Job progress); only a reconcile goes to kopf's thread pool, where its API calls block.
+* an index of InferenceServices (readiness and URL only) is the reconciler's informer cache.
+
+Results ConfigMaps and Secrets are not watched: a results ConfigMap carries up to megabytes
+of payload per event, and a cluster-wide watch of Secrets would widen the operator's
+permissions to every Secret's value. Their consumers wake up on the runner Job finishing
+(which is when results appear) and on the requeue-after of the wait (a missing Secret).
 
 `configure(settings)` must be called before `import`ing this module's handlers into a
 running operator (quantgate.commands.operator does it).
@@ -24,6 +30,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import time
 
 import kopf
@@ -35,10 +42,14 @@ from quantgate.k8s.endpoints import KSERVE_GROUP, KSERVE_PLURAL, KSERVE_VERSION
 from quantgate.k8s import status as st
 from quantgate.k8s.reconcile import Reconciler
 from quantgate.k8s.settings import Settings
+from quantgate.k8s.workqueue import WorkQueue
 
 log = logging.getLogger("quantgate.operator")
 RUNNER_JOBS = {names.MANAGED_BY: names.MANAGER}
 _state: dict = {}
+# Test hook (integration tests of /healthz): while the file named here exists, every
+# reconcile blocks, as a wedged worker would.
+WEDGE_ENV = "QUANTGATE_TEST_WEDGE_FILE"
 
 
 def configure(settings: Settings, reconciler: Reconciler | None = None) -> None:
@@ -60,12 +71,22 @@ def _settings() -> Settings:
     return _state.get("settings") or Settings()
 
 
+def work_queue() -> WorkQueue:
+    if "queue" not in _state:
+        s = _settings()
+        _state["queue"] = WorkQueue(_reconcile_key, workers=s.workers, backoff_base_s=s.backoff_base_s,
+                                    backoff_cap_s=s.backoff_max_s)
+    return _state["queue"]
+
+
 @kopf.on.startup()
 def _configure_kopf(settings: kopf.OperatorSettings, **_) -> None:
     mine = _settings()
-    settings.peering.standalone = True  # one replica; state is in the cluster, not in peers
+    settings.peering.standalone = True  # no kopf peering: one active replica through our own Lease
     settings.posting.enabled = False  # we post our own Verdict/Blocked/Failed Events, nothing else
-    settings.watching.server_timeout = 300  # re-list every 5 min at most: resync against missed events
+    # kopf resumes a watch from its last resourceVersion when the server closes it (it does
+    # not re-list); missed events are healed by our own resync (see _resync).
+    settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.watching.reconnect_backoff = 1.0
@@ -80,8 +101,8 @@ def _configure_kopf(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = _NoDiffBase(prefix=GROUP, key="last-handled-configuration")
     _reconciler()  # now, not in the first 32 handler threads at once (it imports the API client)
-    log.info("quantgate operator: namespaces=%s max_concurrent=%d endpoint_timeout=%ss",
-             mine.namespaces or "all", mine.max_concurrent, mine.endpoint_timeout_s)
+    log.info("quantgate operator: namespaces=%s max_concurrent=%d endpoint_timeout=%ss resync=%ss",
+             mine.namespaces or "all", mine.max_concurrent, mine.endpoint_timeout_s, mine.resync_s)
 
 
 class _NoDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -101,10 +122,12 @@ def _login(**kwargs):
 
 @kopf.index("batch", "v1", "jobs", labels=RUNNER_JOBS)
 async def quantgate_jobs(namespace, name, body, labels, **_):
-    """Unfinished runner Jobs (key 'active')."""
+    """Unfinished runner Jobs (key 'active'). A finished one returns an empty mapping: kopf
+    1.45 keeps an object's previous index value when the function returns None, so None
+    would leave a finished Job counted against --max-concurrent for good."""
     outcome, _msg = st.job_outcome(body)
     if outcome or body.get("metadata", {}).get("deletionTimestamp"):
-        return None
+        return {}
     return {"active": {
         "namespace": namespace, "name": name,
         "evaluation": labels.get(names.LABEL_EVALUATION),
@@ -131,122 +154,245 @@ def _isvc_lookup(index):
     return lookup
 
 
-def _run(namespace: str, name: str, jobs, isvcs=None, body=None, job=None) -> None:
-    """Reconcile one evaluation (in a worker thread). `jobs`/`isvcs`: kopf's live indices."""
-    _state["jobs_index"] = jobs  # live views kopf keeps current; the poller reads them too
-    if isvcs is not None:
-        _state["isvc_index"] = isvcs
-    rec = _reconciler()
-    rec.active.seen = list(jobs.get("active", []))
-    index = _state.get("isvc_index")
-    rec.reconcile(namespace, name, _copy(body), job=_copy(job),
-                  isvc_cache=_isvc_lookup(index) if index is not None else None)
-
-
 def _copy(body) -> dict | None:
     """A private plain-dict copy of a kopf body (JSON round trip: several times cheaper than
     copy.deepcopy for API objects, which are JSON anyway)."""
     return None if body is None else json.loads(json.dumps(dict(body)))
 
 
-async def _in_thread(fn, *args, **kwargs) -> None:
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(_state.get("executor"), functools.partial(fn, *args, **kwargs))
+# ---- what the watches tell us (event loop thread only) -------------------------------
+# The latest body of each unsettled evaluation, as its watch delivered it.
+_bodies: dict[tuple[str, str], dict] = {}
+# Finished runner Jobs by (namespace, Job name), until their evaluation settles.
+_finished_jobs: dict[tuple[str, str], dict] = {}
+# Who waits on what: (namespace, kind, name) -> evaluation keys; kind "isvc" or "meval".
+_dependents: dict[tuple[str, str, str], set[tuple[str, str]]] = {}
+_depends_on: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
 
 
-def _unsettled(body, **_) -> bool:
+def _dependencies(namespace: str, spec: dict) -> set[tuple[str, str, str]]:
+    """What an evaluation waits on, from its typed spec (none for an invalid one: the
+    reconcile fails it as InvalidSpec)."""
+    from pydantic import ValidationError
+
+    from quantgate.api.v1alpha1 import ModelEvaluationSpec
+
+    try:
+        typed = ModelEvaluationSpec.model_validate(spec)
+    except ValidationError:
+        return set()
+    deps = {(namespace, "isvc", s.inference_service_ref.name)
+            for s in (typed.baseline, typed.candidate) if s.inference_service_ref is not None}
+    if typed.baseline.results_from:
+        deps.add((namespace, "meval", typed.baseline.results_from))
+    return deps
+
+
+def _track(key: tuple[str, str], deps: set) -> None:
+    for dep in _depends_on.pop(key, set()) - deps:
+        holders = _dependents.get(dep)
+        if holders is not None:
+            holders.discard(key)
+            if not holders:
+                _dependents.pop(dep, None)
+    for dep in deps:
+        _dependents.setdefault(dep, set()).add(key)
+    if deps:
+        _depends_on[key] = deps
+
+
+def _wake(dep: tuple[str, str, str]) -> None:
+    for key in list(_dependents.get(dep, ())):
+        work_queue().add(key)
+
+
+def _unsettled(body) -> bool:
     return not st.is_settled(body.get("status"), body.get("metadata", {}).get("generation", 1))
 
 
-def _waiting(body, **_) -> bool:
-    """Waiting on something outside our watches (endpoints, a queue slot, a new generation);
-    a Running evaluation advances on its Job's events instead."""
-    return _unsettled(body) and not _is_running(body)
+def observe_evaluation(type: str, namespace: str, name: str, body) -> None:
+    """Record what an evaluation event says and enqueue what it concerns."""
+    key = (namespace, name)
+    if type == "DELETED":
+        _bodies.pop(key, None)
+        _last_full.pop(key, None)
+        _track(key, set())
+        work_queue().forget(key)
+        metrics.forget(namespace, name)
+        _reconciler().forget(namespace, name)
+        _wake((namespace, "meval", name))
+        return
+    metrics.observe(namespace, name, body.get("status"))
+    if _unsettled(body):
+        _bodies[key] = _copy(body)
+        _track(key, _dependencies(namespace, body.get("spec") or {}))
+        work_queue().add(key)
+    else:
+        previous = _bodies.pop(key, None) or {}
+        _last_full.pop(key, None)
+        _track(key, set())
+        for status in (body.get("status") or {}, previous.get("status") or {}):
+            if status.get("jobName"):
+                _finished_jobs.pop((namespace, status["jobName"]), None)
+        _wake((namespace, "meval", name))  # resultsFrom waiters
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def evaluation_event(type, body, namespace, name, quantgate_jobs: kopf.Index,
                            inference_services: kopf.Index, **_):
-    key = (namespace, name)
-    if type == "DELETED":
-        _waiting_set.pop(key, None)
-        _running.pop(key, None)
-        metrics.forget(namespace, name)
-        _reconciler().forget(namespace, name)
-        return
-    metrics.observe(namespace, name, body.get("status"))
-    if _waiting(body):  # a Running evaluation advances on its Job's events
-        _waiting_set[key] = time.monotonic()
-        _in_flight.add(key)  # the poller leaves it alone while this reconcile waits for a thread
-        try:
-            await _in_thread(_run, namespace, name, quantgate_jobs, inference_services, body=body)
-        finally:
-            _in_flight.discard(key)
-            if key in _waiting_set:  # still waiting: the next poll is an interval from now
-                _waiting_set[key] = time.monotonic()
-    else:
-        _waiting_set.pop(key, None)
-    if _is_running(body):  # its Job's completion reconciles from this copy instead of a GET
-        _running[key] = _copy(body)
-    else:
-        _running.pop(key, None)
-
-
-def _is_running(body) -> bool:
-    status = body.get("status") or {}
-    return status.get("phase") == "Running" and status.get("observedGeneration") == body["metadata"].get("generation")
-
-
-# The latest body of each Running evaluation (a stale one costs a Conflict and a GET).
-_running: dict[tuple[str, str], dict] = {}
-# Evaluations waiting on endpoints, a queue slot or a baseline, in arrival order, with when
-# each was last reconciled (time.monotonic()); and those an event handler is reconciling now.
-_waiting_set: dict[tuple[str, str], float] = {}
-_in_flight: set[tuple[str, str]] = set()
-
-
-async def _poll_waiting(interval: float, parallel: int) -> None:
-    """Every `interval` seconds, reconcile again each waiting evaluation that no event has
-    reconciled for `interval` (`parallel` at once: a preflight against a down endpoint
-    blocks its thread for seconds)."""
-    gate = asyncio.Semaphore(parallel)
-
-    async def one(namespace: str, name: str) -> None:
-        async with gate:
-            if (namespace, name) in _waiting_set:
-                _waiting_set[(namespace, name)] = time.monotonic()
-            try:
-                await _in_thread(_run, namespace, name, _state.get("jobs_index") or {})
-            except Exception:  # one evaluation's error must not stop the others' polling
-                log.exception("poll of %s/%s failed", namespace, name)
-
-    while True:
-        await asyncio.sleep(interval)
-        due = time.monotonic() - interval
-        await asyncio.gather(*(one(ns, name) for (ns, name), last in list(_waiting_set.items())
-                               if last <= due and (ns, name) not in _in_flight))
-
-
-@kopf.on.startup()
-async def _start_poller(**_) -> None:
-    _state["poller"] = asyncio.get_running_loop().create_task(
-        _poll_waiting(_settings().poll_interval_s, parallel=16))
-
-
-@kopf.on.cleanup()
-async def _stop_poller(**_) -> None:
-    task = _state.pop("poller", None)
-    if task is not None:
-        task.cancel()
+    _state["jobs_index"], _state["isvc_index"] = quantgate_jobs, inference_services
+    observe_evaluation(type, namespace, name, body)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=RUNNER_JOBS)
 async def job_event(type, body, namespace, labels, quantgate_jobs: kopf.Index, **_):
-    evaluation = labels.get(names.LABEL_EVALUATION)
+    _state["jobs_index"] = quantgate_jobs
     outcome, _msg = st.job_outcome(body)
     if not (outcome or type == "DELETED"):  # progress of a running Job: nothing to do
         return
-    _reconciler().active.finished(namespace, body["metadata"]["name"])
-    if evaluation:  # finished (its body saves a GET), or gone (a Running evaluation then fails: JobMissing)
-        await _in_thread(_run, namespace, evaluation, quantgate_jobs, body=_running.get((namespace, evaluation)),
-                         job=body if outcome else None)
+    job_name = body["metadata"]["name"]
+    _reconciler().active.finished(namespace, job_name)
+    if type == "DELETED":
+        _finished_jobs.pop((namespace, job_name), None)
+    else:
+        _finished_jobs[(namespace, job_name)] = _copy(body)
+    evaluation = labels.get(names.LABEL_EVALUATION)
+    if evaluation:  # finished (its results are there), or gone (a Running evaluation then fails: JobMissing)
+        work_queue().add((namespace, evaluation))
+    key = labels.get(names.LABEL_BASELINE_KEY)
+    if key and labels.get(names.LABEL_RUNS_BASELINE) == "true":  # others wait for this baseline
+        for other, other_body in list(_bodies.items()):
+            if other[0] == namespace and (other_body.get("status") or {}).get("reason") == "BaselineInProgress":
+                work_queue().add(other)
+    # a slot is free: the first few queued evaluations in line may start (the rest come back
+    # on their own requeue-after; waking all of them on every finished Job would cost one
+    # reconcile per queued evaluation per Job)
+    queued = [(_line(b), k) for k, b in _bodies.items() if (b.get("status") or {}).get("reason") == "Queued"]
+    for _order, other in sorted(queued)[:WAKE_QUEUED]:
+        work_queue().add(other)
+
+
+WAKE_QUEUED = 5
+
+
+def _line(body: dict) -> tuple:
+    """A queued evaluation's place in line (the runner queue's order)."""
+    meta = body["metadata"]
+    return ((body.get("status") or {}).get("startedAt") or "", meta.get("creationTimestamp") or "",
+            meta.get("namespace") or "", meta.get("name") or "")
+
+
+@kopf.on.event(KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL)
+async def inference_service_event(namespace, name, **_):
+    _wake((namespace, "isvc", name))
+
+
+# ---- the one reconcile path ----------------------------------------------------------
+async def _reconcile_key(key: tuple[str, str]) -> float | None:
+    namespace, name = key
+    body = _bodies.get(key)
+    if body is None:
+        return None  # settled or deleted since it was enqueued (the resync re-reads every evaluation)
+    status = body.get("status") or {}
+    job_name = status.get("jobName")
+    job = _finished_jobs.get((namespace, job_name)) if job_name else None
+    running_s = _settings().running_requeue_s
+    since = time.monotonic() - _last_full.get(key, float("-inf"))
+    if job is None and since < running_s and _running_on_live_job(namespace, body):
+        # the status echo of a Running evaluation whose Job the index shows unfinished:
+        # nothing to do (a full reconcile, with a GET of the Job, comes every running_s)
+        return running_s - since
+    loop = asyncio.get_running_loop()
+    requeue = await loop.run_in_executor(_state.get("executor"), functools.partial(_run, namespace, name, body, job))
+    _last_full[key] = time.monotonic()
+    return requeue
+
+
+_last_full: dict[tuple[str, str], float] = {}  # when each key was last fully reconciled
+
+
+def _running_on_live_job(namespace: str, body: dict) -> bool:
+    status = body.get("status") or {}
+    if status.get("phase") != "Running" or status.get("observedGeneration") != body["metadata"].get("generation"):
+        return False
+    active = (_state.get("jobs_index") or {}).get("active", [])
+    return any(j["namespace"] == namespace and j["name"] == status.get("jobName") for j in active)
+
+
+def _run(namespace: str, name: str, body: dict | None, job: dict | None) -> float | None:
+    """Reconcile one evaluation (in a worker thread) with kopf's live indices."""
+    wedge = os.environ.get(WEDGE_ENV)
+    while wedge and os.path.exists(wedge):
+        time.sleep(0.5)
+    rec = _reconciler()
+    rec.active.seen = list((_state.get("jobs_index") or {}).get("active", []))
+    index = _state.get("isvc_index")
+    return rec.reconcile(namespace, name, body, job=job,
+                         isvc_cache=_isvc_lookup(index) if index is not None else None)
+
+
+# ---- resync ---------------------------------------------------------------------------
+async def _resync(period: float) -> None:
+    """Every `period` seconds: list every evaluation (all watched namespaces) and enqueue the
+    unsettled ones with their listed body; drop cached bodies of evaluations that are gone."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(period)
+        try:
+            items = await loop.run_in_executor(_state.get("executor"), _reconciler().cluster.list_evaluations,
+                                               _settings().namespaces)
+        except Exception as exc:  # the next period tries again
+            from quantgate.k8s.workqueue import describe
+
+            log.warning("resync failed, next in %.0fs: %s", period, describe(exc))
+            continue
+        seen = set()
+        for body in items:
+            meta = body["metadata"]
+            key = (meta["namespace"], meta["name"])
+            seen.add(key)
+            if _unsettled(body):
+                current = _bodies.get(key)
+                if current is None or current["metadata"].get("resourceVersion") != meta.get("resourceVersion"):
+                    _bodies[key] = body
+                    _track(key, _dependencies(key[0], body.get("spec") or {}))
+                work_queue().add(key)
+        for key in [k for k in _bodies if k not in seen]:
+            observe_evaluation("DELETED", key[0], key[1], None)
+        _state["last_resync"] = time.monotonic()
+        log.info("resync: %d evaluations, %d unsettled", len(items), len(_bodies))
+
+
+async def _tick() -> None:
+    """The event loop's heartbeat (the watches run on this loop): /healthz reads it."""
+    while True:
+        _state["loop_tick"] = time.monotonic()
+        await asyncio.sleep(1.0)
+
+
+def healthy() -> bool:
+    """False when the event loop (kopf's watches) stopped ticking or the queue's workers had
+    work and finished none for `health_stall_s`. True before the operator starts (a standby
+    waiting for the lease is healthy)."""
+    stall = _settings().health_stall_s
+    tick = _state.get("loop_tick")
+    if tick is not None and time.monotonic() - tick > stall:
+        return False
+    queue = _state.get("queue")
+    return not (queue is not None and queue.stalled(stall))
+
+
+@kopf.on.startup()
+async def _start_queue(**_) -> None:
+    loop = asyncio.get_running_loop()
+    work_queue().start()
+    _state["tasks"] = [loop.create_task(_resync(_settings().resync_s)), loop.create_task(_tick())]
+
+
+@kopf.on.cleanup()
+async def _stop_queue(**_) -> None:
+    for task in _state.pop("tasks", []):
+        task.cancel()
+    queue = _state.get("queue")
+    if queue is not None:
+        await queue.stop()

@@ -8,8 +8,9 @@ it depends on, and moves it at most a few steps along
 Each step is one status merge patch guarded by the resourceVersion it was computed from,
 the Job name is a function of (evaluation, generation) and creation is create-if-absent,
 so a restarted operator (or two triggers racing) never makes a second Job for a
-generation nor loses or duplicates a verdict. The kopf handlers only decide *when* to
-call it (CR events, Job events, a timer while the evaluation waits).
+generation nor loses or duplicates a verdict. It returns when to look again (a requeue-after
+for every unfinished phase); the work queue (quantgate.k8s.workqueue) decides *when* to call
+it and retries it with backoff when it raises.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class ActiveJobs:
 class RunnerQueue:
     """Evaluations waiting for a runner slot, served first come, first served: by when their
     generation started waiting (status.startedAt), then creation, then name. Kept in memory
-    and refreshed by every reconcile of a queued evaluation (the poller visits each one every
+    and refreshed by every reconcile of a queued evaluation (its requeue-after brings each one back every
     poll interval), so an entry nobody refreshes for `stale_s` (a missed deletion) stops
     holding the line. After a restart the order holds again once each queued evaluation has
     been reconciled once."""
@@ -135,7 +136,10 @@ class Reconciler:
         self._capacity = threading.Lock()  # count-then-create of Jobs is one critical section
         self.active = ActiveJobs()
         self.queue = RunnerQueue(stale_s=max(60.0, 5 * settings.poll_interval_s))
-        self.preflight = endpoints.PreflightCache(settings.preflight_cache_s)
+        self.preflight = endpoints.PreflightCache(settings.preflight_cache_s,
+                                                  failure_ttl_s=settings.preflight_failure_cache_s,
+                                                  parallel=settings.preflight_parallel)
+        self._seen = threading.local()  # the status this thread's reconcile last read or wrote
 
     # ---- entry point -------------------------------------------------------------------
     def _lock(self, key) -> threading.Lock:
@@ -148,11 +152,15 @@ class Reconciler:
         self.queue.leave(namespace, name)
 
     def reconcile(self, namespace: str, name: str, body: dict | None = None, job: dict | None = None,
-                  isvc_cache=None) -> None:
-        """`body`: the object as the triggering event delivered it (saves a GET); a stale one
-        only costs a Conflict and a re-read. `job`: the finished runner Job as its event
-        delivered it (saves a GET). `isvc_cache(namespace, name)`: InferenceServices from the
-        operator's watch, or None."""
+                  isvc_cache=None) -> float | None:
+        """Move the evaluation along; return seconds until it should be looked at again
+        (None: settled or gone, only an event can give it work). Raises on API errors and on
+        five conflicts in a row (the work queue retries with backoff and logs it).
+
+        `body`: the object as the watch last delivered it (saves a GET); a stale one only
+        costs a Conflict and a re-read. `job`: its finished runner Job as the watch delivered
+        it (saves a GET). `isvc_cache(namespace, name)`: InferenceServices from the operator's
+        watch, or None."""
         with self._lock((namespace, name)):
             for _ in range(5):
                 if body is None or not body.get("status"):
@@ -160,16 +168,27 @@ class Reconciler:
                     # detect staleness: decide on the current object, not the event's copy
                     body = self.cluster.get_evaluation(namespace, name)
                 if body is None or body["metadata"].get("deletionTimestamp"):
-                    return
+                    return None
+                self._seen.status = body.get("status")
                 try:
                     self._step(body, job, isvc_cache)
-                    return
+                    return self.requeue_after(self._seen.status, body["metadata"].get("generation", 1))
                 except Conflict:
                     body = job = None  # someone (an edit, an earlier patch) moved it: re-read
+            raise Conflict(f"{namespace}/{name}: five conflicting writes in a row")
+
+    def requeue_after(self, status: dict | None, generation: int) -> float | None:
+        """When to look again at an evaluation in this state, events aside."""
+        if st.is_settled(status, generation):
+            return None
+        if (status or {}).get("phase") == Phase.RUNNING.value:
+            return self.settings.running_requeue_s  # a Job deleted without an event still ends it
+        return self.settings.poll_interval_s
 
     # ---- the state machine -------------------------------------------------------------
     def _patch(self, body: dict, patch: dict) -> dict:
         new = self.cluster.patch_status(body, patch)
+        self._seen.status = new.get("status")
         if self.metrics:
             m = new["metadata"]
             self.metrics.observe(m["namespace"], m["name"], new.get("status"))
@@ -227,21 +246,41 @@ class Reconciler:
         started = st.parse_time(status.get("startedAt"))
         return (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
 
-    def _wait(self, body: dict, wait: Wait, start: dict | None = None) -> None:
+    def _waited_for_endpoints(self, status: dict, generation: int) -> float:
+        """How long this wait for endpoints has lasted: since condition EndpointsReady turned
+        False (not since the evaluation started: time queued or waiting for a baseline does
+        not count). 0 when it is not waiting for endpoints yet."""
+        cond = next((c for c in status.get("conditions") or [] if c.get("type") == st.ENDPOINTS_READY), None)
+        if cond is not None:
+            if cond.get("status") != "False" or cond.get("observedGeneration") != generation:
+                return 0.0
+            since = st.parse_time(cond.get("lastTransitionTime"))
+        elif status.get("phase") == Phase.WAITING_FOR_ENDPOINTS.value:
+            since = st.parse_time(status.get("startedAt"))  # written before the condition existed
+        else:
+            return 0.0
+        return (datetime.now(timezone.utc) - since).total_seconds() if since else 0.0
+
+    def _wait(self, body: dict, wait: Wait, start: dict | None = None, endpoints_ready: bool | None = None) -> None:
         status = body.get("status") or {}
         gen = body["metadata"].get("generation", 1)
-        if start is None and wait.phase == Phase.WAITING_FOR_ENDPOINTS and \
-                self._waited(status) > self.settings.endpoint_timeout_s:
-            self._fail(body, "EndpointTimeout",
-                       f"gave up after {self.settings.endpoint_timeout_s:.0f}s: {wait.message}")
-            return
+        if wait.phase == Phase.WAITING_FOR_ENDPOINTS:
+            endpoints_ready = False
+            if start is None and self._waited_for_endpoints(status, gen) > self.settings.endpoint_timeout_s:
+                self._fail(body, "EndpointTimeout",
+                           f"gave up after {self.settings.endpoint_timeout_s:.0f}s: {wait.message}")
+                return
         current = (status.get("phase"), status.get("reason"), status.get("message"))
         if start is not None or current != (wait.phase.value, wait.reason, wait.message):
-            self._patch(body, {**(start or {}), **st.progress(wait.phase, wait.reason, wait.message, gen, status)})
+            self._patch(body, {**(start or {}), **st.progress(wait.phase, wait.reason, wait.message, gen, status,
+                                                              endpoints_ready=endpoints_ready)})
+            log.info("%s/%s: %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], wait.phase.value,
+                     wait.reason, wait.message)
 
     def _plan(self, body: dict, spec: ModelEvaluationSpec, isvc_cache=None) -> Wait | Ready:
         ns = body["metadata"]["namespace"]
         waiting = Phase.WAITING_FOR_ENDPOINTS
+        pending = Phase.PENDING
 
         def get_isvc(n):
             cached = isvc_cache(ns, n) if isvc_cache is not None else None
@@ -260,8 +299,10 @@ class Reconciler:
                 return Wait(waiting, "BaselineResultsUnavailable",
                             f"baseline.resultsFrom {spec.baseline.results_from} failed")
             if ostatus.get("phase") != Phase.SUCCEEDED.value or not reused:
-                return Wait(waiting, "WaitingForBaselineResults",
-                            f"baseline.resultsFrom {spec.baseline.results_from} has no results yet")
+                # a baseline run takes hours: this waits without the endpoint timeout
+                return Wait(pending, "BaselineInProgress",
+                            f"waiting for the results of baseline.resultsFrom {spec.baseline.results_from} "
+                            f"(phase {ostatus.get('phase') or 'unknown'})")
         else:
             resolved = endpoints.resolve(spec.baseline, get_isvc)
             if isinstance(resolved, endpoints.NotReady):
@@ -328,7 +369,7 @@ class Reconciler:
                     "runsBaseline": plan.baseline is not None, "at": time.monotonic(),
                 }
         if wait is not None:
-            self._wait(body, wait, start)
+            self._wait(body, wait, start, endpoints_ready=True)
             return
         try:
             created = self.cluster.create_job(job)
@@ -350,7 +391,7 @@ class Reconciler:
         if kueued:
             self.active.finished(ns, job_name)
             phase, reason, msg = Phase.PENDING, "QueuedByKueue", kueue.waiting_message(job, None)
-        self._patch(body, {**(start or {}), **st.progress(phase, reason, msg, gen, status,
+        self._patch(body, {**(start or {}), **st.progress(phase, reason, msg, gen, status, endpoints_ready=True,
                                                           jobName=job_name, resultsRef=refs)})
 
     def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:

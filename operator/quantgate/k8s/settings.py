@@ -18,7 +18,21 @@ class Settings:
     runner_command: list[str] = field(default_factory=lambda: ["quantgate"])
     max_concurrent: int = 10  # runner Jobs across all evaluations
     endpoint_timeout_s: float = 600.0  # WaitingForEndpoints → Failed after this
-    poll_interval_s: float = 2.0  # how often waiting evaluations re-check
+    poll_interval_s: float = 2.0  # requeue-after of an evaluation waiting on endpoints, a slot, a baseline
+    running_requeue_s: float = 30.0  # requeue-after of a Running evaluation (its Job's events come first)
+    resync_s: float = 300.0  # full resync: re-list every evaluation and enqueue the unsettled ones
+    backoff_base_s: float = 1.0  # a failed reconcile retries after base * 2**(failures-1) ...
+    backoff_max_s: float = 60.0  # ... seconds, at most this
+    preflight_failure_cache_s: float = 5.0  # a failed endpoint preflight is trusted this long
+    preflight_parallel: int = 16  # endpoint preflights at once (each may wait its timeout)
+    leader_election: bool = True  # one active replica: a coordination.k8s.io Lease
+    lease_name: str = "quantgate-operator"
+    lease_namespace: str = ""  # empty: the pod's namespace, else "default"
+    lease_duration_s: float = 15.0  # a standby takes over at most this long after the leader stops renewing
+    lease_renew_deadline_s: float = 0.0  # the leader exits when it could not renew this long (0: 2/3 of the duration)
+    lease_retry_s: float = 0.0  # how often the leader renews and a standby tries (0: the duration / 7.5)
+    leader_identity: str = ""  # empty: the host name (the pod's name)
+    health_stall_s: float = 120.0  # /healthz fails when the workers had work and finished none this long
     workers: int = 256  # reconcile threads, mostly waiting on the API server (each: one pooled connection)
     preflight_timeout_s: float = 3.0
     preflight_cache_s: float = 10.0  # a successful endpoint preflight is trusted this long
@@ -35,6 +49,11 @@ class Settings:
     datasets_image: str = ""  # ... or an OCI image (image volume)
     datasets_sub_path: str = ""
     kueue_queue: str = ""  # Kueue LocalQueue for runner Jobs whose spec names none ("": no Kueue)
+
+    def lease_timings(self) -> tuple[float, float, float]:
+        """(duration, renew deadline, retry) in seconds, the derived defaults filled in."""
+        d = self.lease_duration_s
+        return d, self.lease_renew_deadline_s or d * 2 / 3, self.lease_retry_s or d / 7.5
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":

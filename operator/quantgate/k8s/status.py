@@ -18,6 +18,7 @@ from quantgate.decision.model import Comparison
 VERDICT_KEYS = ("verdict", "profile", "aggregate", "dropMode", "averageDrop", "decisive", "reasons", "tasks",
                 "evidence")
 TERMINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
+ENDPOINTS_READY = "EndpointsReady"  # False while waiting for endpoints: the endpoint timeout's clock
 
 
 def now() -> str:
@@ -67,11 +68,19 @@ def start_generation(generation: int, models: dict, previous: dict | None, at: s
 
 
 def progress(phase: Phase, reason: str, message: str, generation: int, previous: dict | None,
-             at: str | None = None, **extra) -> dict:
-    """Pending / WaitingForEndpoints / Running with a reason; no verdict."""
+             at: str | None = None, endpoints_ready: bool | None = None, **extra) -> dict:
+    """Pending / WaitingForEndpoints / Running with a reason; no verdict. `endpoints_ready`
+    (when known) sets condition EndpointsReady, whose lastTransitionTime is when the current
+    wait for endpoints began."""
     at = at or now()
+    prev = (previous or {}).get("conditions")
+    conditions = _not_evaluated(generation, reason, message, prev, at)
+    if endpoints_ready is not None:
+        conditions.append(condition(ENDPOINTS_READY, "True" if endpoints_ready else "False",
+                                    "EndpointsAnswer" if endpoints_ready else reason,
+                                    "the models answer" if endpoints_ready else message, generation, prev, at))
     patch = {"phase": phase.value, "reason": reason, "message": message, "promotable": False,
-             "conditions": _not_evaluated(generation, reason, message, (previous or {}).get("conditions"), at)}
+             "conditions": conditions}
     patch.update(extra)
     return patch
 

@@ -1,4 +1,4 @@
-"""Every branch and boundary of the decision rule (DESIGN.md)."""
+"""Every branch and boundary of the decision rule (docs/decision.md)."""
 
 import pytest
 from pydantic import ValidationError

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quantgate.dev import kubeconfig
-from quantgate.dev.kubelet import podspec, runtime, volumes
+from quantgate.dev.kubelet import podspec, probes, runtime, volumes
 from quantgate.dev.kubelet.podspec import ConfigError, ContainerState, PathMap
 from quantgate.dev.node import now
 from quantgate.dev.rest import STRATEGIC_PATCH, ApiError
@@ -227,7 +227,12 @@ class PodWorker(threading.Thread):
                 state.state, state.started_at, state.reason, state.message = "running", now(), "", ""
                 if self._report_start(spec["name"], must_succeed):
                     self.patch_status()
+                exited = threading.Event()
+                grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+                probes.watch_liveness(spec, exited, lambda _msg, c=child: threading.Thread(
+                    target=runtime.stop, args=([c], grace), daemon=True).start())
                 code = exit_code(child.wait())
+                exited.set()
                 written = term_file.read_text(errors="replace") if term_file.exists() else ""
                 tail = ""
                 if not written and code:

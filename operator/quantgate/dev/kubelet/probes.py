@@ -1,0 +1,64 @@
+"""Liveness probes (httpGet) of the process kubelet: a container that fails its probe
+`failureThreshold` times in a row is killed (TERM, grace, KILL) and restarted by its pod's
+restart policy, as a kubelet does. Pods share the host's network, so the probe asks
+127.0.0.1 on the container's port."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.error
+import urllib.request
+
+log = logging.getLogger("quantgate.kubelet")
+
+
+def liveness_url(spec: dict) -> str | None:
+    """The URL an httpGet liveness probe asks (None: the container has none)."""
+    http = (spec.get("livenessProbe") or {}).get("httpGet")
+    if not http:
+        return None
+    port = http.get("port")
+    if isinstance(port, str) and not port.isdigit():
+        port = next((p.get("containerPort") for p in spec.get("ports") or [] if p.get("name") == port), None)
+        if port is None:
+            return None
+    path = http.get("path") or "/"
+    return f"http://127.0.0.1:{int(port)}{path if path.startswith('/') else '/' + path}"
+
+
+def answers(url: str, timeout: float) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 400
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def watch_liveness(spec: dict, done: threading.Event, on_failure) -> threading.Thread | None:
+    """Probe in a daemon thread until `done` is set; call `on_failure(message)` once when the
+    container has failed its probe `failureThreshold` times in a row."""
+    url = liveness_url(spec)
+    if url is None:
+        return None
+    probe = spec["livenessProbe"]
+    delay = float(probe.get("initialDelaySeconds", 0))
+    period = float(probe.get("periodSeconds", 10))
+    timeout = float(probe.get("timeoutSeconds", 1))
+    threshold = int(probe.get("failureThreshold", 3))
+
+    def loop() -> None:
+        if done.wait(delay):
+            return
+        failures = 0
+        while not done.wait(period):
+            failures = 0 if answers(url, timeout) else failures + 1
+            if failures >= threshold:
+                message = f"Liveness probe failed: {url} {failures} times in a row"
+                log.info("container %s: %s; restarting it", spec.get("name"), message)
+                on_failure(message)
+                return
+
+    thread = threading.Thread(target=loop, name=f"liveness-{spec.get('name')}", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,50 @@
+"""The process kubelet's liveness probe: a real HTTP endpoint on loopback that turns unhealthy."""
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from quantgate.dev.kubelet import probes
+
+
+def serve(state):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if state["ok"] else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def spec(port, **probe):
+    return {"name": "operator", "ports": [{"name": "metrics", "containerPort": port}],
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 0.05,
+                              "timeoutSeconds": 1, "failureThreshold": 3, **probe}}
+
+
+def test_the_probe_url_comes_from_a_named_port_and_no_probe_means_none():
+    assert probes.liveness_url(spec(8080)) == "http://127.0.0.1:8080/healthz"
+    assert probes.liveness_url({"name": "x", "livenessProbe": {"httpGet": {"port": 9000, "path": "ok"}}}) == \
+        "http://127.0.0.1:9000/ok"
+    assert probes.liveness_url({"name": "x"}) is None
+
+
+def test_failing_the_threshold_in_a_row_restarts_the_container_once():
+    state = {"ok": True}
+    server = serve(state)
+    failed, done = [], threading.Event()
+    try:
+        thread = probes.watch_liveness(spec(server.server_port), done, failed.append)
+        done.wait(0.3)
+        assert failed == []  # healthy: nothing happens
+        state["ok"] = False
+        thread.join(10)
+        assert len(failed) == 1 and "3 times in a row" in failed[0]
+    finally:
+        done.set()
+        server.shutdown()
