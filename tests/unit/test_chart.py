@@ -79,7 +79,8 @@ def test_defaults():
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole",
                             "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment",
-                            "ClusterRole", "ClusterRole"]  # tenant roles aggregated into admin/edit/view
+                            "ClusterRole", "ClusterRole",  # tenant roles aggregated into admin/edit/view
+                            "Role", "RoleBinding"]  # the leader-election Lease
                            + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5)
     (deploy,) = of_kind(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
@@ -105,7 +106,8 @@ def test_namespaced_watch_has_no_cluster_scope():
                                    ("", "namespaces", "list"), ("", "namespaces", "watch")}
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in of_kind(docs, "Role")}
     assert roles == {("team-a", "qg-quantgate-operator"), ("team-b", "qg-quantgate-operator"),
-                     ("team-a", "qg-quantgate-runner"), ("team-b", "qg-quantgate-runner")}
+                     ("team-a", "qg-quantgate-runner"), ("team-b", "qg-quantgate-runner"),
+                     ("quantgate-system", "qg-quantgate-operator-leader")}  # its own Lease, in its namespace
     runner_sas = {d["metadata"]["namespace"] for d in of_kind(docs, "ServiceAccount")
                   if d["metadata"]["name"] == "quantgate-runner"}
     assert runner_sas == {"team-a", "team-b"}
@@ -181,7 +183,7 @@ def test_chart_rbac_matches_the_operators_own_account_of_its_calls():
 def test_read_secrets_off_removes_secrets():
     docs = render(*values_args("cluster-wide-runners-values.yaml"))
     assert not any(r == "secrets" for _, r, _ in grants(of_kind(docs, "ClusterRole")))
-    runner_ns = {d["metadata"]["namespace"] for d in of_kind(docs, "Role")}
+    runner_ns = {d["metadata"]["namespace"] for d in of_kind(docs, "Role") if not d["metadata"]["name"].endswith("-leader")}
     assert runner_ns == {"models", "models-staging"}
 
 
@@ -233,7 +235,9 @@ def test_paused_with_own_service_accounts():
     assert of_kind(docs, "Deployment")[0]["spec"]["replicas"] == 0
     subjects = [s["name"] for d in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding")
                 for s in d["subjects"]]
-    assert sorted(subjects) == ["platform-quantgate", "platform-quantgate", "platform-quantgate-runner"]
+    # operator: its ClusterRoleBinding, its Secrets binding and its leader-election Lease binding
+    assert sorted(subjects) == ["platform-quantgate", "platform-quantgate", "platform-quantgate",
+                                "platform-quantgate-runner"]
 
 
 # ---------------------------------------------------------------- the schema

@@ -68,7 +68,7 @@ def test_insecure_skip_verify_is_explicit_and_mounts_nothing():
 
 @pytest.mark.parametrize("source,message", [
     ({"endpoint": {"url": "https://x"}, "caBundle": {"name": "ca"}, "insecureSkipVerify": True}, "not both"),
-    ({"vllm": {"modelPath": "/m"}, "caBundle": {"name": "ca"}}, "not to the in-Job vllm engine"),
+    ({"vllm": {"modelPath": "/m"}, "caBundle": {"name": "ca"}}, "not to the in-Job vllm or llamaCpp engines"),
 ])
 def test_invalid_tls_settings_are_refused(source, message):
     with pytest.raises(ValidationError, match=message):

@@ -106,8 +106,10 @@ def _key(tmp_path):
 
 
 def test_hung_server_fails_the_run_after_the_request_timeout(fleet, tmp_path, capfd):
+    # a generation task: a loglikelihood task would stop earlier, at the log-probability probe
+    # (exit 10, test_logprob_probe.py), before any evaluation request could hang
     out = tmp_path / "run"
-    rc = main(["run", "--endpoint", fleet.url("hangs"), "--tasks", "arc_challenge:0@2", "--local-data",
+    rc = main(["run", "--endpoint", fleet.url("hangs"), "--tasks", "gsm8k:0@2", "--local-data",
                "--request-timeout", "1", "--output", str(out)])
     assert rc == 20, capfd.readouterr().err
     assert not out.exists() and (tmp_path / "run.partial" / "manifest.json").exists()
