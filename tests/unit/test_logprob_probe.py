@@ -16,6 +16,7 @@ def fleet():
         {"name": "good"},
         {"name": "missing", "promptLogprobs": "missing"},
         {"name": "shifted", "promptLogprobs": "shifted"},
+        {"name": "failing", "errorRate": 1.0},
     ]}) as f:
         yield f
 
@@ -66,3 +67,14 @@ def test_a_right_server_runs_loglikelihood_tasks_and_records_the_probe(fleet, tm
     assert rc == 0, capsys.readouterr().err
     manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
     assert manifest["logprobProbe"].startswith("passed")
+
+
+def test_a_failing_server_is_unhealthy_not_a_logprob_verdict(fleet):
+    """HTTP 500 on every completion says nothing about log-probabilities: exit 11 (not healthy), so
+    the operator reports a failed Job, never an EndpointRefused verdict on the server's logprobs."""
+    from quantgate.lmeval.preflight import PreflightError
+
+    with pytest.raises(PreflightError) as err:
+        probe_logprobs(fleet.url("failing") + "/v1/completions", "failing")
+    assert not isinstance(err.value, LogprobProbeError) and err.value.exit_code == 11
+    assert "HTTP 500" in str(err.value) and "healthy" in str(err.value)

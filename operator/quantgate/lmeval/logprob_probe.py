@@ -62,6 +62,10 @@ def _post(session: requests.Session, url: str, body: dict, verify: bool | str = 
     except requests.RequestException as exc:
         raise PreflightError(f"log-probability probe: {public_url(url)} did not answer ({type(exc).__name__}); "
                              "check that the server is running", 10) from None
+    if resp.status_code >= 500 or resp.status_code in (401, 403, 404, 408, 429):
+        # the server (or the path to it) is failing, not refusing logprobs: no verdict on its logprobs
+        raise PreflightError(f"log-probability probe: {public_url(url)} answered HTTP {resp.status_code} to a "
+                             "completion; check that the server is healthy", 11)
     if resp.status_code != 200:
         raise LogprobProbeError(f"log-probability probe: {public_url(url)} refused a completion with logprobs "
                                 f"(HTTP {resp.status_code}); loglikelihood tasks need prompt log-probabilities; "
