@@ -40,9 +40,9 @@ def test_valid_evaluation_is_accepted_with_defaults(crds, namespace):
     # CEL
     ({"baseline": ISVC, "candidate": {}}, "a model needs exactly one of inferenceServiceRef, endpoint, vllm"),
     ({"baseline": {**ISVC, "endpoint": {"url": "http://x"}}, "candidate": ISVC},
-     "a baseline needs exactly one of inferenceServiceRef, endpoint, vllm, or resultsFrom alone"),
+     "a baseline needs exactly one of inferenceServiceRef, endpoint, vllm, llamaCpp, or resultsFrom alone"),
     ({"baseline": {**ISVC, "resultsFrom": "other"}, "candidate": ISVC},
-     "a baseline needs exactly one of inferenceServiceRef, endpoint, vllm, or resultsFrom alone"),
+     "a baseline needs exactly one of inferenceServiceRef, endpoint, vllm, llamaCpp, or resultsFrom alone"),
     ({"baseline": ISVC, "candidate": ISVC, "thresholds": {"ship": 4, "monitor": 3}},
      "thresholds must satisfy ship <= monitor <= abTest"),
     ({"baseline": ISVC, "candidate": ISVC, "suite": "tiny", "tasks": [{"name": "gsm8k"}]},
