@@ -86,7 +86,10 @@ def test_api_faults_on_results_reads_and_status_patches_delay_but_never_strand_a
     cluster, ns, fleet, operator, tmp = env
     proxy = FaultProxy(operator_kubeconfig(cluster, tmp))
     try:
-        op = operator("--max-concurrent", "6", kubeconfig=proxy.kubeconfig(tmp / "proxied.kubeconfig"))
+        # every evaluation runs its own baseline: a shared one becomes reusable only with its owner's
+        # verdict (docs/operator.md), i.e. after a status patch, which the faults hold back
+        op = operator("--max-concurrent", "6", "--no-baseline-cache",
+                      kubeconfig=proxy.kubeconfig(tmp / "proxied.kubeconfig"))
         names = [f"f-{i}" for i in range(6)]
         proxy.faults = True  # from the first status patch on
         op.start()
