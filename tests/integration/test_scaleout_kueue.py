@@ -80,7 +80,7 @@ def test_ten_one_gpu_evaluations_share_two_gpus(env):
     assert wait_phase(cluster, "reference", ns, ("Succeeded", "Failed"), timeout=300)["status"]["phase"] == "Succeeded"
     names = [f"q{i}" for i in range(N)]
     runner = {"queueName": "gpu", "resources": {"limits": {"nvidia.com/gpu": 1}}}
-    docs = [evaluation(n, ref("fp16", resultsFrom="reference"), ref("int4"), **SPEC, runner=runner) for n in names]
+    docs = [evaluation(n, {"resultsFrom": "reference"}, ref("int4"), **SPEC, runner=runner) for n in names]
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
 
     queued_reasons, deadline = set(), time.monotonic() + 900
