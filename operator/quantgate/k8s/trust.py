@@ -119,7 +119,8 @@ def check_provenance(cm: dict, role: str, job: dict, pods: dict[str, dict | None
         raise Untrusted("job", f"ConfigMap {name} is not labelled and named as {role} results of Job {job_name}")
     ann = meta.get("annotations") or {}
     pod_name, pod_uid = ann.get(ANN_POD_NAME, ""), ann.get(ANN_POD_UID, "")
-    if not re.fullmatch(re.escape(job_name or "") + r"-[a-z0-9]{5}", pod_name):
+    # a Job's pods: <job>-<5 random>, or <job>-<index>-<5 random> for an Indexed (sharded) Job
+    if not re.fullmatch(re.escape(job_name or "") + r"-([0-9]+-)?[a-z0-9]{5}", pod_name):
         raise Untrusted("creator", f"ConfigMap {name} names creator pod {pod_name[:80]!r}, not a pod of Job {job_name}")
     pod = pods.get(pod_name)
     if pod is None:

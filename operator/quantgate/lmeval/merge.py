@@ -61,8 +61,10 @@ class ShardRun:
 
 
 def _tail(record: dict) -> dict:
-    out = {"doc_id": record["doc_id"], "filter": record["filter"], "metrics": record["metrics"],
-           "doc_hash": record["doc_hash"]}
+    out = {"doc_id": record["doc_id"]}
+    if "filtered_resps" in record:  # per-choice loglikelihoods (decision/fidelity.py), before "filter"
+        out["filtered_resps"] = record["filtered_resps"]  # as lm-eval orders them (lmeval/samples.py)
+    out.update({"filter": record["filter"], "metrics": record["metrics"], "doc_hash": record["doc_hash"]})
     for name in record["metrics"]:
         out[name] = record.get(name)
     return out
