@@ -73,7 +73,8 @@ def _tail(record: dict) -> dict:
 def _strip_results(results: dict) -> dict:
     keep = ("results", "groups", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better",
             "n-samples", "config", "lm_eval_version", "model_name", "model_source", "date",
-            "total_evaluation_time_seconds")
+            "total_evaluation_time_seconds", "chat_template", "chat_template_sha", "system_instruction",
+            "system_instruction_sha", "fewshot_as_multiturn")  # the setup compare checks (decision/comparability.py)
     return {k: results[k] for k in keep if k in results}
 
 
@@ -358,6 +359,9 @@ def merge(shards: list[ShardRun]) -> tuple[dict, dict[str, list[dict]], dict[str
     _propagate_higher_is_better(group_objs, hib)
     template = shards[0].results
     merged = dict(template)
+    # lm-eval's task_hashes cover one shard's documents only: a merged run has none (compare then
+    # checks its documents by count and by each question's doc_hash, not by lm-eval's task hash)
+    merged.pop("task_hashes", None)
     merged.update({
         "results": metrics,
         "group_subtasks": {g: list(groups[g]["children"]) for g in groups},
