@@ -33,7 +33,18 @@ LEASE_NAMESPACE = "quantgate-system"  # where manifests/rbac/operator.yaml lets 
 def install_crds(cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), "-f", str(KSERVE))
     for name in ("modelevaluations.quantgate.io", "inferenceservices.serving.kserve.io"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        wait_established(cluster, name)
+
+
+def wait_established(cluster, crd: str, timeout: float = 60) -> None:
+    """Until the CRD is Established. (`kubectl wait` fails at once, instead of waiting, when it
+    reads a just-created CRD whose status has no conditions yet.)"""
+    from quantgate.dev.harness import wait_for
+
+    wait_for(lambda: cluster.kubectl("get", f"crd/{crd}", "-o",
+                                     "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                                     check=False).stdout.strip() == "True",
+             timeout=timeout, interval=0.5, what=f"CRD {crd} established")
 
 
 def install_runner_rbac(cluster, namespace: str) -> None:
