@@ -3,6 +3,7 @@ cluster of test_status_reconcile: API errors retry until the evaluation settles,
 that vanishes without any event still ends its evaluation (requeue-after of Running)."""
 
 import asyncio
+import logging
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -78,7 +79,12 @@ def test_api_errors_on_status_writes_and_results_reads_retry_until_the_verdict(o
         await until(lambda: (cluster.evals["a"].get("status") or {}).get("phase") == "Succeeded")
         await queue.stop()
 
-    asyncio.run(run())
+    log = logging.getLogger("quantgate.workqueue")
+    log.addHandler(caplog.handler)  # directly: a runner test in the same process may have stopped propagation
+    try:
+        asyncio.run(run())
+    finally:
+        log.removeHandler(caplog.handler)
     assert cluster.created_jobs == [names.job_name("a", 1)]
     assert [e[2] for e in cluster.events] == ["Verdict"]
     retries = [r.getMessage() for r in caplog.records if "failed (attempt" in r.getMessage()]
