@@ -15,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from quantgate.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, SecretKeyRef
-from quantgate.k8s import names, results_channel
+from quantgate.k8s import names
 from quantgate.k8s.endpoints import KSERVE_GROUP, KSERVE_PLURAL, KSERVE_VERSION
 
 log = logging.getLogger("quantgate.cluster")
@@ -196,9 +196,6 @@ class Cluster:
             if _absent(exc):
                 return None
             raise
-
-    def read_results(self, namespace: str, name: str):
-        return results_channel.read_results(self.core, namespace, name)
 
     # ---- events ----------------------------------------------------------------------
     def event(self, body: dict, type_: str, reason: str, note: str) -> None:

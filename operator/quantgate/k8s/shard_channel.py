@@ -1,7 +1,8 @@
 """Shard results on the results channel: each index of a sharded runner Job publishes its
 share (`quantgate.lmeval.merge.ShardRun` payload: lm-eval's results object and the
 per-question record tails at full precision) under `<results>-<index>`; the operator reads
-all N and merges them into the results an unsharded run would have published.
+all N through the trust checks and merges them (quantgate.k8s.verified) into the results an
+unsharded run would have published.
 
 Same ConfigMap layout, create-only rule and checksums as `quantgate.k8s.results_channel`;
 a shard head carries no baseline cache key, so no other evaluation mistakes one shard for
@@ -11,12 +12,10 @@ a complete baseline.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from quantgate.k8s import names
-from quantgate.k8s.results_channel import (ResultsError, build_configmaps, decode, encode, read_payload,
-                                           runner_identity, write_configmaps)
+from quantgate.k8s.results_channel import build_configmaps, encode, runner_identity, write_configmaps
 
 LABEL_SHARD = "quantgate.io/shard"
 
@@ -45,22 +44,3 @@ def publish_shard(run_dir: Path, namespace: str, name: str, role: str) -> str:
     write_configmaps(core_v1(), cms)
     return target
 
-
-def read_results(cluster, namespace: str, name: str, count: int):
-    """RunResults of one role: published whole (count 1) or in `count` shards, merged."""
-    if count <= 1:
-        return cluster.read_results(namespace, name)
-    from quantgate.errors import QuantgateError
-    from quantgate.lmeval.merge import merge_payloads
-
-    payloads = [decode(read_payload(cluster.core, namespace, shard_name(name, i))) for i in range(count)]
-    from quantgate.lmeval.results import RunResults
-
-    try:
-        with tempfile.TemporaryDirectory(prefix="quantgate-merge-") as work:
-            merged = merge_payloads(payloads, Path(work))
-        # exactly what an unsharded runner publishes and the operator reads back (the compact
-        # form's rounding of continuous per-question values and its key order included)
-        return RunResults.from_compact(decode(encode(merged.to_compact())))
-    except (QuantgateError, KeyError, TypeError, ValueError) as exc:  # fail closed, one line
-        raise ResultsError(f"shards of {namespace}/{name} cannot be merged: {exc}") from None
