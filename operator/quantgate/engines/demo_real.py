@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from quantgate.lmeval.results import load_run
     from quantgate.report.html import render_html
     from quantgate.report.text import fidelity_lines
-    from quantgate.simulate.demo import decision_table
+    from quantgate.simulate.demo import decision_table, flip_lines
 
     problem = missing()
     if problem:
@@ -66,10 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     print(decision_table(matrices))
     print()
     print("Answer flips against the reference (correct→incorrect / incorrect→correct, share of questions):")
-    for row in matrices["general"].rows[1:]:
-        flips = [f"{t.task} {t.flips.correct_to_incorrect}/{t.flips.incorrect_to_correct} ({t.flips.rate:.1%})"
-                 for t in row.comparison.tasks if t.flips]
-        print(f"  {row.name:<7} " + ", ".join(flips))
+    for line in flip_lines(matrices["general"], 7):
+        print(line)
     print()
     print("Fidelity to the reference (mean choice KLD in nats, top-1 agreement):")
     for line in fidelity_lines(matrices["general"]):

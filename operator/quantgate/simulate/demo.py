@@ -24,6 +24,16 @@ def _grid(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def flip_lines(m, width: int) -> list[str]:
+    """One line per candidate: each task's answer flips against the reference."""
+    out = []
+    for row in m.rows[1:]:
+        flips = [f"{t.task} {t.flips.correct_to_incorrect}/{t.flips.incorrect_to_correct} ({t.flips.rate:.1%})"
+                 for t in row.comparison.tasks if t.flips]
+        out.append(f"  {row.name:<{width}} " + ", ".join(flips))
+    return out
+
+
 def decision_table(matrices: dict) -> str:
     """Variant, size, per-task scores, average drop, then one verdict column per profile."""
     from quantgate.report.text import matrix_rows
@@ -89,10 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     print(decision_table(matrices))
     print()
     print("Answer flips against the reference (correct→incorrect / incorrect→correct, share of questions):")
-    for row in matrices["general"].rows[1:]:
-        flips = [f"{t.task} {t.flips.correct_to_incorrect}/{t.flips.incorrect_to_correct} ({t.flips.rate:.1%})"
-                 for t in row.comparison.tasks if t.flips]
-        print(f"  {row.name:<10} " + ", ".join(flips))
+    for line in flip_lines(matrices["general"], 10):
+        print(line)
     print()
     for p, m in matrices.items():
         for row in m.rows[1:]:
