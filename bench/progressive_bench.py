@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
 from quantgate.decision.model import Thresholds  # noqa: E402
-from quantgate.decision.progressive import DEFAULT_STAGES, Stratum, TaskSample, look, stage_count  # noqa: E402
+from quantgate.decision.progressive import DEFAULT_STAGES, Stratum, TaskSample, look, stage_count, task_fractions  # noqa: E402
 from quantgate.decision.rule import PROFILE_TASK_LIMITS, Limit, Rule  # noqa: E402
 from quantgate.lmeval.full_sizes import MMLU_SUBJECT_SIZES, TASK_SIZES  # noqa: E402
 
@@ -98,10 +98,11 @@ def prefix_sums(rng: np.random.Generator, pair):
 
 def samples_at(sums, fraction: float) -> list[TaskSample]:
     samples = []
+    shares = task_fractions(fraction, {task: sum(row[0] for row in rows) for task, rows in sums.items()})
     for task, rows in sums.items():
         strata = []
         for big_n, cb, cc, cbc in rows:
-            n = stage_count(fraction, big_n)
+            n = stage_count(shares[task], big_n)
             sb, sc, sbc = float(cb[n - 1]), float(cc[n - 1]), float(cbc[n - 1])
             strata.append(Stratum(big_n, n, sb, sc, sb, sc, sbc))  # 0/1 scores: x*x = x
         samples.append(TaskSample(task, strata))

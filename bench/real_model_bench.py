@@ -2,9 +2,10 @@
 
 Builds lm-eval's own loglikelihood requests for the local arc_challenge and hellaswag items,
 scores them with `quantgate-llama-cpp` (lm-eval's plumbing, tokenization, log-softmax, result
-order) on SmolLM2-135M-Instruct's Q4_1 GGUF, and records the token batches the engine sent to
-llama.cpp. Then, in the same run, replays exactly those batches through llama-cpp-python's
-low-level API (llama_batch + llama_decode, KV-cache trimming) with nothing around it.
+order) on SmolLM2-135M-Instruct's Q4_1 GGUF, and records the decodes the engine sent to llama.cpp
+(tokens, positions, and which positions' logits it asked for). Then, in the same run, replays
+exactly those decodes through llama-cpp-python's low-level API (llama_batch + llama_decode,
+KV-cache trimming) with nothing around it.
 ratio_to_llama_cpp = llama.cpp's time / the engine's time (goal >= 0.9: lm-eval's plumbing
 around llama.cpp costs at most 10 %). It also scores the same requests on the Q3_K_M and Q2_K
 requantizations and reports each one's choice KLD and top-1 agreement against Q4_1.
@@ -59,29 +60,26 @@ def main() -> int:
     requests = [inst for _, inst in tagged]
 
     lm = LlamaCppLM(model_path=str(model_path(REFERENCE)), n_ctx=2048, n_threads=args.threads)
-    batches = []
-    original = lm.scorer.llm.eval
-
-    def recording_eval(tokens):  # the exact token batches the engine hands to llama.cpp
-        batches.append((lm.scorer.llm.n_tokens, list(tokens)))
-        return original(tokens)
-
-    lm.scorer.llm.eval = recording_eval
+    batches = []  # the exact decodes the engine hands to llama.cpp: (n_past, tokens, first output position)
+    lm.scorer.on_decode = lambda n_past, tokens, first: batches.append((n_past, list(tokens), first))
     t0 = time.perf_counter()
     reference = lm.loglikelihood(requests)
     engine_s = time.perf_counter() - t0
-    lm.scorer.llm.eval = original
-    evaluated = sum(len(t) for _, t in batches)
+    lm.scorer.on_decode = None
+    evaluated = sum(len(t) for _, t, _ in batches)
+    outputs = sum(len(t) - max(0, first - n_past) for n_past, t, first in batches)
     request_tokens = sum(len(c) + len(x) for c, x in (lm._encode_pair(*r.args) for r in requests))
 
     llm = lm.scorer.llm  # same model and context; the KV cache is reset by the first trim
     ctx, batch, n_batch = llm._ctx, llm._batch, llm.n_batch
     t0 = time.perf_counter()
-    for n_past, tokens in batches:
+    for n_past, tokens, first in batches:  # same tokens, same logits rows requested, nothing around it
         ctx.kv_cache_seq_rm(-1, n_past, -1)
         for i in range(0, len(tokens), n_batch):
             chunk = tokens[i:i + n_batch]
-            batch.set_batch(batch=chunk, n_past=n_past + i, logits_all=True)
+            batch.set_batch(batch=chunk, n_past=n_past + i, logits_all=False)
+            for j in range(len(chunk)):
+                batch.batch.logits[j] = n_past + i + j >= first
             ctx.decode(batch)
     raw_s = time.perf_counter() - t0
 
@@ -98,7 +96,7 @@ def main() -> int:
         del cand
 
     print(f"{len(requests)} loglikelihood requests ({len(ref_q)} questions), {request_tokens} request tokens, "
-          f"{evaluated} tokens evaluated after prefix reuse, {args.threads} threads")
+          f"{evaluated} tokens evaluated after prefix reuse, {outputs} logits rows, {args.threads} threads")
     print(f"engine (lm-eval plumbing + llama.cpp): {engine_s:.2f} s, {evaluated / engine_s:.0f} evaluated tokens/s, "
           f"{len(requests) / engine_s:.1f} requests/s")
     print(f"llama.cpp alone, same batches:        {raw_s:.2f} s, {evaluated / raw_s:.0f} evaluated tokens/s")
@@ -108,7 +106,7 @@ def main() -> int:
                       "items_per_s": round(len(requests) / engine_s, 2),
                       "tokens_per_s": round(evaluated / engine_s, 1),
                       "llama_cpp_tokens_per_s": round(evaluated / raw_s, 1),
-                      "requests": len(requests), "evaluated_tokens": evaluated, "request_tokens": request_tokens,
+                      "requests": len(requests), "evaluated_tokens": evaluated, "logits_rows": outputs, "request_tokens": request_tokens,
                       "kld": kld, "top1": top1}))
     return 0
 

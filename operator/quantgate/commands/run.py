@@ -77,8 +77,9 @@ def register(subparsers) -> None:
     p.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines in logs")
     p.add_argument("--label", default="", help="prefix for progress lines")
     p.add_argument("--verbose", action="store_true", help="show lm-eval's INFO logs")
-    p.add_argument("--fraction", type=float, metavar="F", help="one progressive stage: the first ceil(F*N) "
-                   "documents of every (sub)task in a seeded order (evaluate --progressive runs the stages)")
+    p.add_argument("--fraction", type=float, metavar="F", help="one progressive stage: F of the suite's documents, "
+                   "split equally between the tasks, each a prefix of a seeded order (evaluate --progressive runs "
+                   "the stages)")
     p.add_argument("--request-cache", metavar="PATH", help="lm-eval request cache: a rerun or a later stage "
                    "reuses answers already given")
     p.set_defaults(func=run)

@@ -1,7 +1,8 @@
 """The stopping rule of a progressive evaluation (docs/decision.md, "Progressive evaluation").
 
 Both models answer the same documents, drawn per task (per subject for MMLU: each subject is
-a stratum) in a seeded random order and evaluated in stages (default 10%, 25%, 50%, 100%).
+a stratum) in a seeded random order and evaluated in stages (default 10%, 25%, 50%, 100% of
+the suite's documents, split equally between the tasks: `task_fractions`).
 After each stage, `look()` estimates each task's drop and the average drop that the FULL
 suite would show, with an interval from the paired per-document differences and the
 finite-population correction (1 - n/N), so that at 100% the interval is the observed value.
@@ -19,7 +20,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from quantgate.decision.model import Verdict
 from quantgate.decision.rule import DECISION_DECIMALS, Rule, average_drop, decide, general_verdict, task_drop, unit
@@ -33,6 +34,27 @@ def stage_count(fraction: float, population: int) -> int:
     """Documents of a stratum of `population` evaluated by a stage: ceil(fraction * N), at
     least 2 (a spread needs two), never more than N."""
     return min(population, max(2, math.ceil(fraction * population - 1e-9)))
+
+
+def task_fractions(fraction: float, task_sizes: Mapping[str, int]) -> dict[str, float]:
+    """Each task's share of its own documents in a stage that evaluates `fraction` of the
+    suite's documents. The average drop weighs every task equally, so the stage's budget,
+    fraction * (all documents), is split equally between the tasks, not in proportion to their
+    sizes: a task smaller than its equal share runs in full and what it leaves goes to the
+    others (water-filling). A task's share only grows with `fraction` (stages append), and at
+    1 every task runs in full. Within a task the share applies to every stratum alike."""
+    if fraction >= 1:
+        return {task: 1.0 for task in task_sizes}
+    budget = fraction * sum(task_sizes.values())
+    out: dict[str, float] = {}
+    ordered = sorted(task_sizes, key=lambda t: (task_sizes[t], t))
+    for i, task in enumerate(ordered):
+        share = budget / (len(ordered) - i)
+        size = task_sizes[task]
+        taken = min(size, share)
+        out[task] = taken / size if size else 1.0
+        budget -= taken
+    return out
 
 
 def document_order(seed: int, task: str, stratum: str, population: int) -> list[int]:

@@ -1,47 +1,80 @@
 """Loglikelihoods and greedy generation on a GGUF model through llama-cpp-python, in process.
 
-`LlamaScorer` wraps one `llama_cpp.Llama` created with ``logits_all=True``: evaluating a
-token sequence leaves one row of logits per position in ``Llama.scores``; the row at
-position i is the distribution of token i + 1. A continuation's loglikelihood is the sum,
-over its tokens, of the log-softmax of the row *before* each token: exactly the alignment
-an OpenAI server's echo gets wrong when it is shifted by one.
+`LlamaScorer` drives llama.cpp's own batch API (`llama_decode`) on one `llama_cpp.Llama`.
+A continuation's loglikelihood is the sum, over its tokens, of the log-softmax of the logits
+row at the position *before* each token: exactly the alignment an OpenAI server's echo gets
+wrong when it is shifted by one. llama.cpp is asked for logits only at those positions (the
+last context token and every continuation token but the last), so the context tokens cost no
+output-layer work and no copy of a vocabulary-wide row.
 
 Requests are scored in lexicographic order of their token sequences, so multiple-choice
-requests that share a context reuse its evaluated prefix (KV cache and logit rows) and only
-the choices are evaluated; the results come back in the callers' order.
+requests that share a context reuse its evaluated prefix in the KV cache; only the last
+context token (whose logits the next choice needs) and the choices are evaluated again. The
+results come back in the callers' order.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
-def log_softmax_at(row: np.ndarray, token: int) -> float:
-    top = float(row.max())
-    return float(row[token]) - top - float(np.log(np.exp(row.astype(np.float64) - top).sum()))
+def log_softmax_at(rows: np.ndarray, tokens: list[int]) -> np.ndarray:
+    """log p(tokens[i] | row i) for each row of logits (float64 accumulation)."""
+    top = rows.max(axis=1, keepdims=True)
+    shifted = rows - top
+    lse = np.log(np.exp(shifted).sum(axis=1, dtype=np.float64))
+    picked = shifted[np.arange(len(tokens)), tokens].astype(np.float64)
+    return picked - lse
 
 
 class LlamaScorer:
     def __init__(self, llm):
         self.llm = llm
         self.n_ctx = llm.n_ctx()
+        self.n_vocab = llm.n_vocab()
         self.evaluated_tokens = 0  # tokens actually run through the model (prefix reuse saves the rest)
+        # Called with (n_past, tokens, first_output_position) for every decode: the bench replays them.
+        self.on_decode: Callable[[int, list[int], int], None] | None = None
 
-    def _eval(self, seq: list[int]) -> None:
-        """Make llm.scores[:len(seq)] the logits of `seq`, reusing the longest evaluated prefix."""
+    def _decode(self, tokens: list[int], n_past: int, first_output: int) -> np.ndarray:
+        """Evaluate `tokens` at positions n_past.. after dropping the KV cache from n_past on;
+        return the logits rows of positions >= first_output, in order."""
         llm = self.llm
-        n = llm.n_tokens
-        lim = min(n, len(seq))
-        common = 0
-        if lim:
-            same = llm.input_ids[:lim] == np.asarray(seq[:lim], dtype=llm.input_ids.dtype)
-            common = lim if bool(same.all()) else int(np.argmin(same))
-        if common == len(seq) and common <= n:
-            llm.n_tokens = common
-            return
-        llm.n_tokens = common
-        llm.eval(seq[common:])
-        self.evaluated_tokens += len(seq) - common
+        if self.on_decode:
+            self.on_decode(n_past, tokens, first_output)
+        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        batch, raw, rows = llm._batch, llm._batch.batch, []
+        for start in range(0, len(tokens), llm.n_batch):
+            chunk = tokens[start:start + llm.n_batch]
+            raw.n_tokens = len(chunk)
+            outputs = 0
+            for j, token in enumerate(chunk):
+                position = n_past + start + j
+                raw.token[j], raw.pos[j], raw.n_seq_id[j] = token, position, 1
+                raw.seq_id[j][0] = 0
+                wanted = position >= first_output
+                raw.logits[j] = wanted
+                outputs += wanted
+            llm._ctx.decode(batch)
+            if outputs:
+                rows.append(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(outputs, self.n_vocab)).copy())
+        # Keep llama-cpp-python's own bookkeeping true, so its generation reuses this prefix;
+        # the last token's logits may not have been produced: generation must evaluate it again.
+        llm.input_ids[n_past:n_past + len(tokens)] = tokens
+        llm.n_tokens = n_past + len(tokens)
+        llm._requires_eval = True
+        self.evaluated_tokens += len(tokens)
+        return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), dtype=np.float32)
+
+    def _common_prefix(self, seq: list[int]) -> int:
+        llm = self.llm
+        lim = min(llm.n_tokens, len(seq))
+        if not lim:
+            return 0
+        same = llm.input_ids[:lim] == np.asarray(seq[:lim], dtype=llm.input_ids.dtype)
+        return lim if bool(same.all()) else int(np.argmin(same))
 
     def loglikelihood(self, context: list[int], continuation: list[int]) -> tuple[float, bool]:
         """(sum of the continuation's token logprobs, whether each token is the argmax)."""
@@ -49,13 +82,16 @@ class LlamaScorer:
         start = len(seq) - len(continuation)
         if start < 1:
             raise ValueError("a continuation needs at least one context token")
-        self._eval(seq)
-        rows = self.llm.scores[start - 1: len(seq) - 1]
-        total, greedy = 0.0, True
-        for row, token in zip(rows, seq[start:]):
-            total += log_softmax_at(row, token)
-            greedy = greedy and int(row.argmax()) == token
-        return total, greedy
+        # Re-evaluate from the last context token at the latest: its logits predict the first
+        # continuation token, and only evaluated positions produce logits.
+        n_past = min(self._common_prefix(seq), start - 1)
+        rows = self._decode(seq[n_past:len(seq) - 1], n_past, start - 1)
+        # The last continuation token is only ever predicted, never needed as a predictor; it is
+        # not evaluated, so the KV cache ends one token short of seq (the next request re-evaluates it).
+        wanted = seq[start:]
+        logprobs = log_softmax_at(rows, wanted)
+        greedy = bool((rows.argmax(axis=1) == np.asarray(wanted)).all())
+        return float(logprobs.sum()), greedy
 
     def loglikelihoods(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         order = sorted(range(len(pairs)), key=lambda i: pairs[i][0] + pairs[i][1])

@@ -98,8 +98,9 @@ class RunConfig(BaseModel):
     insecure_skip_verify: bool = Field(False, description="Do not verify the endpoint's TLS certificate.")
     datasets: Path | None = Field(None, description="A prepared datasets cache (quantgate datasets pull), read-only.")
     label: str = ""
-    fraction: float | None = Field(None, gt=0, le=1, description="Progressive stage: this share of every task's "
-                                   "documents, a prefix of a seeded order per subtask (quantgate.decision.progressive).")
+    fraction: float | None = Field(None, gt=0, le=1, description="Progressive stage: this share of the suite's "
+                                   "documents, split equally between the tasks (task_fractions), each a prefix of a "
+                                   "seeded order per subtask (quantgate.decision.progressive).")
     request_cache: Path | None = Field(None, description="lm-eval request cache (sqlite path prefix): a later "
                                        "stage reuses the answers of the earlier ones instead of asking again.")
     shard: tuple[int, int] | None = Field(None, description="(index, count): evaluate only this shard of the "
@@ -231,14 +232,15 @@ def _task_manager(local: bool):
 def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, fraction: float | None = None,
                 seed: int = 1234):
     """Load tasks and apply per-task shots; return (objects, samples-or-None, plan, leaf tasks by name).
-    With `fraction` (a progressive stage) every leaf evaluates the first ceil(fraction * N) of
-    its documents in a seeded order, and the plan records each leaf's N."""
-    from quantgate.decision.progressive import document_order, stage_count
+    With `fraction` (a progressive stage: that share of the suite's documents, split equally
+    between the tasks by `task_fractions`) every leaf evaluates the first ceil(share * N) of its
+    documents in a seeded order, and the plan records each leaf's N."""
+    from quantgate.decision.progressive import document_order, stage_count, task_fractions
 
     loaded_objs, samples, plan, leaves = [], {}, [], {}
     limits = {s.name: s.limit or global_limit for s in specs}
+    loaded_specs = []
     for spec in specs:
-        documents: dict[str, int] = {}
         try:
             loaded = task_manager.load([spec.name])
         except Exception as exc:
@@ -251,6 +253,16 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
             if isinstance(exc, (KeyError, ValueError)):
                 raise InputError(f"unknown lm-eval task {spec.name!r} ({exc}); check the task name") from None
             raise
+        loaded_specs.append((spec, loaded))
+    if fraction is not None:
+        for spec in specs:
+            if limits[spec.name]:
+                raise InputError(f"task {spec.name}: a progressive run evaluates stages of every task; "
+                                 "remove its limit")
+        shares = task_fractions(fraction, {spec.name: sum(len(leaf.eval_docs) for leaf in loaded["tasks"].values())
+                                           for spec, loaded in loaded_specs})
+    for spec, loaded in loaded_specs:
+        documents: dict[str, int] = {}
         groups = loaded.get("groups", {})
         objs = [groups[spec.name]] if spec.name in groups else list(loaded["tasks"].values())
         for leaf_name, leaf in loaded["tasks"].items():
@@ -258,13 +270,10 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
             if spec.num_fewshot is not None:
                 leaf.set_config(key="num_fewshot", value=spec.num_fewshot)
             if fraction is not None:
-                if limits[spec.name]:
-                    raise InputError(f"task {spec.name}: a progressive run evaluates stages of every task; "
-                                     "remove its limit")
                 total = len(leaf.eval_docs)
                 documents[leaf_name] = total
                 order = document_order(seed, spec.name, leaf_name, total)
-                samples[leaf_name] = sorted(order[:stage_count(fraction, total)])
+                samples[leaf_name] = sorted(order[:stage_count(shares[spec.name], total)])
             elif limits[spec.name]:
                 samples[leaf_name] = list(range(min(limits[spec.name], len(leaf.eval_docs))))
         loaded_objs.extend(objs)

@@ -15,6 +15,7 @@ from quantgate.decision.progressive import (
     document_order,
     look,
     stage_count,
+    task_fractions,
     verdict_of,
 )
 from quantgate.decision.rule import Limit, Rule, decide
@@ -182,6 +183,30 @@ def test_document_order_is_seeded_and_stages_append():
     counts = [stage_count(f, 152) for f in DEFAULT_STAGES]
     assert counts == sorted(counts) and counts[-1] == 152 and counts[0] == 16
     assert stage_count(0.1, 5) == 2 and stage_count(0.1, 1) == 1
+
+
+def test_a_stage_splits_its_documents_equally_between_the_tasks():
+    shares = task_fractions(0.1, FULL_SIZES)
+    docs = {t: shares[t] * n for t, n in FULL_SIZES.items()}
+    assert sum(docs.values()) == pytest.approx(0.1 * sum(FULL_SIZES.values()))  # the stage's budget, no more
+    assert len({round(d, 6) for d in docs.values()}) == 1  # every task below its size gets the same share
+    full = task_fractions(0.25, FULL_SIZES)
+    assert full["truthfulqa_mc2"] == full["arc_challenge"] == full["winogrande"] == 1.0  # small tasks run in full
+    assert full["mmlu"] < 0.1 and full["hellaswag"] < 0.15  # their leftover goes to the large ones
+    assert task_fractions(1, FULL_SIZES) == {t: 1.0 for t in FULL_SIZES}
+    even = task_fractions(0.3, {"a": 200, "b": 200})
+    assert even == {"a": pytest.approx(0.3), "b": pytest.approx(0.3)}  # equal sizes: the plain fraction
+
+
+@examples
+@given(st.dictionaries(st.sampled_from("abcdefgh"), st.integers(1, 20000), min_size=1),
+       st.lists(st.floats(0.01, 1.0), min_size=2, max_size=5, unique=True))
+def test_task_shares_only_grow_and_end_in_full(sizes, fractions):
+    looks = [task_fractions(f, sizes) for f in sorted(fractions) + [1.0]]
+    for earlier, later in zip(looks, looks[1:]):
+        assert all(later[t] >= earlier[t] - 1e-12 for t in sizes)  # stages append, never shrink
+        assert all(0 < later[t] <= 1 for t in sizes)
+    assert looks[-1] == {t: 1.0 for t in sizes}
 
 
 def test_stages_are_checked():
