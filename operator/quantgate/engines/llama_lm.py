@@ -27,7 +27,9 @@ def load_llama(model_path: str, n_ctx: int = 2048, n_threads: int | None = None,
 
         raise InputError("--engine llama-cpp needs llama-cpp-python: pip install 'quantgate[llama-cpp]' "
                          "(or `make tools`, which builds and caches its wheel)") from None
-    return Llama(model_path=model_path, n_ctx=n_ctx, n_batch=min(512, n_ctx), logits_all=True,
+    # logits_all=False: the scorer asks llama.cpp for the rows it needs itself (LlamaScorer._decode),
+    # and generation needs only the last one; True would copy a vocabulary-wide row per token.
+    return Llama(model_path=model_path, n_ctx=n_ctx, n_batch=min(512, n_ctx), logits_all=False,
                  n_threads=n_threads or os.cpu_count() or 1, seed=seed, verbose=False)
 
 
