@@ -127,3 +127,22 @@ def test_publish_configmap_hands_the_complete_run_to_the_results_channel(fleet, 
     assert rc == 0
     assert calls == [(out, "team-a", "meval-results", "candidate")]
     assert json.loads((out / "manifest.json").read_text())["complete"] is True
+
+
+def test_a_run_leaves_the_process_logging_as_it_found_it(fleet, tmp_path, capfd):
+    """`evaluate --local` and the tests run `quantgate run` in process: afterwards quantgate's
+    warnings must reach the process's own handlers again (the run turns propagation off while it
+    runs; left off, they went to Python's last-resort handler and pytest's caplog saw nothing)."""
+    import logging
+
+    before = {name: (logging.getLogger(name).propagate, list(logging.getLogger(name).handlers))
+              for name in ("quantgate", "lm_eval", "asyncio")}
+    ok = main(["run", "--endpoint", fleet.url("secured"), "--tasks", "arc_challenge@2", "--local-data",
+               "--api-key-file", _key(tmp_path), "--output", str(tmp_path / "ok")])
+    refused = main(["run", "--endpoint", "http://127.0.0.1:9", "--tasks", "arc_challenge@2", "--local-data",
+                    "--output", str(tmp_path / "refused")])
+    capfd.readouterr()
+    assert (ok, refused) == (0, 10)
+    after = {name: (logging.getLogger(name).propagate, list(logging.getLogger(name).handlers))
+             for name in ("quantgate", "lm_eval", "asyncio")}
+    assert after == before

@@ -18,6 +18,7 @@ lm-eval copies into its results); every output file and log line is redacted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -285,6 +286,25 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
 
 
 # ------------------------------------------------------------------ logging
+_RUNNER_LOGGERS = ("lm_eval", "quantgate", "asyncio")
+
+
+@contextlib.contextmanager
+def _runner_logging(redactor: Redactor, verbose: bool):
+    """The run's own log handler (redacting, one format) on lm-eval's, quantgate's and asyncio's
+    loggers, propagation off; on the way out every one of them is as it was before, so a run
+    inside a longer-lived process (evaluate --local, tests) leaves that process's logging alone."""
+    saved = {name: (list(log.handlers), log.propagate, log.level)
+             for name in _RUNNER_LOGGERS for log in [logging.getLogger(name)]}
+    try:
+        yield _configure_logging(redactor, verbose)
+    finally:
+        for name, (handlers, propagate, level) in saved.items():
+            log = logging.getLogger(name)
+            log.handlers, log.propagate = handlers, propagate
+            log.setLevel(level)
+
+
 def _configure_logging(redactor: Redactor, verbose: bool) -> logging.Handler:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s [%(name)s] %(message)s"))
@@ -294,7 +314,7 @@ def _configure_logging(redactor: Redactor, verbose: bool) -> logging.Handler:
     handler.addFilter(lambda record: "Session is closed" not in record.getMessage())
     if not verbose:  # lm-eval logs each failed request's repr, request headers included: too much
         handler.addFilter(lambda record: not record.getMessage().startswith("Exception:"))
-    for name in ("lm_eval", "quantgate", "asyncio"):
+    for name in _RUNNER_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.propagate = False
@@ -350,6 +370,11 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
     specs = resolve_tasks(config.suite, config.tasks)
     check_code_tasks([s.name for s in specs], config.allow_code_execution, config.uses_local_data)
     redactor = Redactor([config.secret()])
+    with _runner_logging(redactor, verbose):
+        return _run(config, specs, redactor, progress)
+
+
+def _run(config: RunConfig, specs: list[TaskSpec], redactor: Redactor, progress: Progress) -> Path:
     if config.datasets is not None:
         from quantgate.lmeval.datasets_cache import use_cache
 
@@ -357,7 +382,6 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
     offline_environment(require_offline=config.offline if config.offline is not None else
                         (config.uses_local_data or config.datasets is not None))
     _quiet_progress_bars()
-    handler = _configure_logging(redactor, verbose)
 
     endpoint = None
     if config.engine == "api":
@@ -424,9 +448,6 @@ def run_evaluation(config: RunConfig, progress: Progress | None = None, verbose:
         message = redactor.text(f"{type(exc).__name__}: {exc}".splitlines()[0])[:400]
         _fail(staging, manifest, message)
         raise RunFailed(f"evaluation failed: {message}; partial output in {staging}") from None
-    finally:
-        for name in ("lm_eval", "quantgate", "asyncio"):
-            logging.getLogger(name).removeHandler(handler)
 
     elapsed = time.monotonic() - t0
     manifest.update({
