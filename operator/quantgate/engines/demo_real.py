@@ -4,7 +4,7 @@ Evaluates SmolLM2-135M-Instruct's Q4_1 GGUF (the reference) and its Q3_K_M and Q
 requantizations with the in-process llama.cpp engine (`quantgate run --engine llama-cpp`) on
 the local suite's datasets, then prints the decision matrix with the real scores, answer flips
 and the fidelity signals (choice KLD, top-1 agreement), and writes an HTML report.
-Run: python -m quantgate.engines.demo_real [--output DIR] [--tasks LIST] [--parallel N]
+Run: python -m quantgate.engines.demo_real [--output DIR] [--tasks LIST] [--parallel N] [--drop-mode M] [--reuse]
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="demo-real-output")
     parser.add_argument("--tasks", default=DEFAULT_TASKS, help="name[:shots][@limit],... on the local datasets")
     parser.add_argument("--parallel", type=int, default=1, help="models evaluated at once")
+    # A 135M model answers almost no GSM8K question (0 of 10 here): a relative drop from a zero
+    # baseline is undefined, so the demo compares in percentage points.
+    parser.add_argument("--drop-mode", choices=("absolute", "relative"), default="absolute",
+                        help="per-task drops in percentage points (default: the reference's GSM8K score is 0) "
+                        "or relative")
+    parser.add_argument("--reuse", action="store_true", help="reuse complete run directories under --output")
     args = parser.parse_args(argv)
 
     from quantgate.decision import matrix
@@ -50,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                        "--local-data", "--output", str(out / k), "--force", "--threads", str(threads),
                        "--label", f"[{k}]", "--progress-interval", "30"], out / k) for k in kinds]
     say(f"evaluating {', '.join(kinds)} of SmolLM2-135M-Instruct in process with llama.cpp: {args.tasks}")
+    if args.reuse:
+        jobs = [j for j in jobs if not (j.output / "manifest.json").is_file()]  # run renames DIR.partial only when complete
     run_all(jobs, max_parallel=args.parallel)
     failed = [j for j in jobs if j.failed or j.returncode is None]
     if failed:
@@ -58,11 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = {k: load_run(out / k) for k in kinds}
     sizes = {("Reference" if k == REFERENCE else k): f"{model_path(k).stat().st_size / 2**20:.1f}Mi" for k in kinds}
     candidates = {k: runs[k] for k in CANDIDATES}
-    matrices = {p: matrix(runs[REFERENCE], candidates, Policy(profile=p), sizes)
+    matrices = {p: matrix(runs[REFERENCE], candidates, Policy(profile=p, drop_mode=args.drop_mode), sizes)
                 for p in ("general", "math-tutoring")}
     print()
     print(f"Decision matrix: {', '.join(CANDIDATES)} against {REFERENCE} (Reference; itself a 4-bit GGUF, "
-          "the candidates are further requantizations of it)")
+          f"the candidates are further requantizations of it); {args.drop_mode} drops")
     print(decision_table(matrices))
     print()
     print("Answer flips against the reference (correct→incorrect / incorrect→correct, share of questions):")
