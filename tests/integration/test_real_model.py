@@ -169,3 +169,18 @@ def test_reference_vs_q2_k_shows_real_flips_and_divergence(runs, capsys):
     assert manifest["engine"] == "llama-cpp" and manifest["complete"] is True
     results = json.loads(next((runs / "Q2_K").glob("results_*.json")).read_text())
     assert results["config"]["model"] == "quantgate-llama-cpp"
+
+
+def test_demo_real_prints_the_matrix_on_a_small_task_set(tmp_path):
+    """`make demo-real`'s driver end to end on a few questions (the make target runs the full set):
+    three real models, a matrix, flips and fidelity, even though the reference scores 0 on GSM8K."""
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "quantgate.engines.demo_real", "--output", str(out),
+                           "--tasks", "arc_challenge:0@6,gsm8k:0@2"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    rows = {line.split()[0]: line for line in lines if line.split()[:1] in (["Reference"], ["Q3_K_M"], ["Q2_K"])}
+    assert set(rows) == {"Reference", "Q3_K_M", "Q2_K"}
+    assert any(v in rows["Q2_K"] for v in ("Ship", "Monitor", "ABTest", "Block"))
+    assert any(line.strip().startswith("Q2_K: arc_challenge KLD") for line in lines)
+    assert (out / "report.html").is_file() and all((out / k / "manifest.json").is_file() for k in rows if k != "Reference")
