@@ -92,4 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from quantgate.errors import QuantgateError
+
+    try:
+        sys.exit(main())
+    except QuantgateError as exc:  # one line, no traceback
+        print(f"demo-real: error: {exc}", file=sys.stderr)
+        sys.exit(2)
