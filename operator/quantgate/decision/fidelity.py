@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Fidelity:
@@ -39,21 +41,40 @@ def kl_divergence(p: list[float], q: list[float], floor: float = 1e-12) -> float
     return max(0.0, sum(pi * math.log(pi / max(qi, floor)) for pi, qi in zip(p, q) if pi > 0))
 
 
-def _argmax(values: list[float]) -> int:
-    return max(range(len(values)), key=values.__getitem__)
-
-
-def task_fidelity(task: str, baseline: list[list[float]], candidate: list[list[float]]) -> Fidelity | None:
-    """Mean KLD and top-1 agreement over questions both runs scored with the same number of choices."""
-    klds, same = [], 0
+def _by_width(baseline: list[list[float]], candidate: list[list[float]]) -> dict[int, tuple[list, list]]:
+    """The questions both runs scored with the same number (>= 2) of choices, grouped by it."""
+    groups: dict[int, tuple[list, list]] = {}
     for b, c in zip(baseline, candidate):
-        if len(b) != len(c) or len(b) < 2:
-            continue
-        klds.append(kl_divergence(choice_distribution(b), choice_distribution(c)))
-        same += _argmax(b) == _argmax(c)
-    if not klds:
+        if len(b) == len(c) >= 2:
+            rows = groups.setdefault(len(b), ([], []))
+            rows[0].append(b)
+            rows[1].append(c)
+    return groups
+
+
+def _softmax(rows: np.ndarray) -> np.ndarray:
+    weights = np.exp(rows - rows.max(axis=1, keepdims=True))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def task_fidelity(task: str, baseline: list[list[float]], candidate: list[list[float]],
+                  floor: float = 1e-12) -> Fidelity | None:
+    """Mean KLD and top-1 agreement over questions both runs scored with the same number of
+    choices: `kl_divergence(choice_distribution(b), choice_distribution(c))` and the first
+    highest choice of each, computed for all questions of a width at once (a full MMLU run has
+    14,042 questions; an operator deciding many evaluations computes this for each)."""
+    kld_sum, same, n = 0.0, 0, 0
+    for b_rows, c_rows in _by_width(baseline, candidate).values():
+        b, c = np.asarray(b_rows, dtype=np.float64), np.asarray(c_rows, dtype=np.float64)
+        p, q = _softmax(b), _softmax(c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(p > 0, p * np.log(p / np.maximum(q, floor)), 0.0)
+        kld_sum += float(np.maximum(terms.sum(axis=1), 0.0).sum())
+        same += int((b.argmax(axis=1) == c.argmax(axis=1)).sum())  # the first maximum, as max() picks
+        n += len(b_rows)
+    if not n:
         return None
-    return Fidelity(task, sum(klds) / len(klds), same / len(klds), len(klds))
+    return Fidelity(task, kld_sum / n, same / n, n)
 
 
 def check_limits(found: list[Fidelity], max_kld: float | None, min_top1: float | None) -> list[str]:

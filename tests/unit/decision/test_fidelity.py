@@ -75,3 +75,24 @@ def test_bad_limit_is_one_line(capsys):
                "--min-top1-agreement", "1.5"])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--min-top1-agreement" in err
+
+
+def test_task_fidelity_is_the_per_question_formula_over_mixed_widths():
+    """The vectorised task_fidelity equals the one-question formulas, averaged (2- and 4-choice
+    questions mixed; a question whose widths differ, or with one choice, is left out)."""
+    import random
+
+    rng = random.Random(4)
+    base, cand = [], []
+    for i in range(300):
+        width = 2 if i % 3 else 4
+        base.append([rng.uniform(-30, 0) for _ in range(width)])
+        cand.append([x + rng.gauss(0, 2) for x in base[-1]])
+    base += [[-1.0, -2.0], [-1.0]]
+    cand += [[-1.0, -2.0, -3.0], [-2.0]]
+    f = task_fidelity("t", base, cand)
+    pairs = [(b, c) for b, c in zip(base, cand) if len(b) == len(c) >= 2]
+    want_kld = sum(kl_divergence(choice_distribution(b), choice_distribution(c)) for b, c in pairs) / len(pairs)
+    want_top1 = sum(max(range(len(b)), key=b.__getitem__) == max(range(len(c)), key=c.__getitem__)
+                    for b, c in pairs) / len(pairs)
+    assert f.n == 300 and f.kld == pytest.approx(want_kld, rel=1e-9) and f.top1 == want_top1
