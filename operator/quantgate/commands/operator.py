@@ -26,6 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--preflight-cache", type=float, dest="preflight_cache_s", metavar="SECONDS",
                    help="trust a successful endpoint preflight this long (default 10; 0: ask every time)")
     p.add_argument("--workers", type=int, help="reconcile threads (default 256)")
+    p.add_argument("--deciding", type=int, help="verdicts computed at once: each decodes two full result sets, "
+                   "tens of MiB for a full suite (default 2)")
     p.add_argument("--runner-image", help="image of runner Jobs (default: the operator's release image)")
     p.add_argument("--runner-service-account", help="ServiceAccount of runner Jobs (default quantgate-runner)")
     p.add_argument("--runner-command", help="runner entrypoint, space-separated (default: quantgate)")
@@ -49,7 +51,7 @@ def settings_from(args):
     from quantgate.k8s.settings import Settings
 
     overrides = {k: getattr(args, k, None) for k in (
-        "max_concurrent", "workers", "endpoint_timeout_s", "poll_interval_s", "preflight_cache_s", "runner_image", "runner_service_account",
+        "max_concurrent", "workers", "deciding", "endpoint_timeout_s", "poll_interval_s", "preflight_cache_s", "runner_image", "runner_service_account",
         "metrics_port", "metrics_host", "resync_s", "running_requeue_s", "lease_namespace", "lease_duration_s",
         "leader_identity")}
     if args.namespaces:
@@ -67,6 +69,8 @@ def settings_from(args):
         raise InputError("--max-concurrent must be at least 1")
     if settings.workers < 1:
         raise InputError("--workers must be at least 1")
+    if settings.deciding < 1:
+        raise InputError("--deciding must be at least 1")
     if settings.endpoint_timeout_s <= 0 or settings.poll_interval_s <= 0:
         raise InputError("--endpoint-timeout and --poll-interval must be positive")
     if settings.preflight_cache_s < 0:

@@ -134,6 +134,10 @@ class Reconciler:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._capacity = threading.Lock()  # count-then-create of Jobs is one critical section
+        # Reading, decoding and comparing two full result sets is CPU-bound (one GIL) and holds
+        # tens of MiB: a burst of completions computes a few verdicts at a time, not hundreds at
+        # once (the peak memory, which the process keeps, grew with the burst).
+        self._deciding = threading.BoundedSemaphore(settings.deciding)
         self.active = ActiveJobs()
         self.queue = RunnerQueue(stale_s=max(60.0, 5 * settings.poll_interval_s))
         self.preflight = endpoints.PreflightCache(settings.preflight_cache_s,
@@ -434,24 +438,29 @@ class Reconciler:
         ns, gen = meta["namespace"], meta.get("generation", 1)
         job_name = job["metadata"]["name"]
         refs = results_refs(job_name, reused_baseline(job))
-        try:  # results are used only once every trust check passed (quantgate.k8s.trust)
-            run = verified.gather(self.cluster, body, spec, job, self.settings, reused_baseline(job),
-                                  shards=scaleout.shard_count(job))  # an Indexed Job's shards merge there
-            baseline, candidate = run.baseline, run.candidate
-        except Untrusted as exc:
-            self._fail(body, "ResultsUntrusted", str(exc))
-            return
-        except ResultsError as exc:
-            self._fail(body, "ResultsMissing" if "not found" in str(exc) or "incomplete" in str(exc)
-                       else "ResultsMalformed", str(exc))
-            return
-        try:
-            comparison = compare(baseline, candidate, policy_of(spec))
-        except QuantgateError as exc:
-            self._fail(body, "ComparisonFailed", str(exc))
+        with self._deciding:
+            try:  # results are used only once every trust check passed (quantgate.k8s.trust)
+                run = verified.gather(self.cluster, body, spec, job, self.settings, reused_baseline(job),
+                                      shards=scaleout.shard_count(job))  # an Indexed Job's shards merge there
+            except Untrusted as exc:
+                failure = ("ResultsUntrusted", str(exc))
+            except ResultsError as exc:
+                failure = ("ResultsMissing" if "not found" in str(exc) or "incomplete" in str(exc)
+                           else "ResultsMalformed", str(exc))
+            else:
+                try:
+                    comparison = compare(run.baseline, run.candidate, policy_of(spec))
+                except QuantgateError as exc:
+                    failure = ("ComparisonFailed", str(exc))
+                else:
+                    failure, evidence = None, run.evidence
+                del run  # the decoded result sets; the comparison keeps what status needs
+            memory.trim()  # decoded result sets can be tens of MB: give the pages back
+        if failure:
+            self._fail(body, *failure)
             return
         seconds = self._waited(body.get("status") or {})
-        self._patch(body, {**st.succeeded(comparison, gen, body.get("status"), refs), "evidence": run.evidence})
+        self._patch(body, {**st.succeeded(comparison, gen, body.get("status"), refs), "evidence": evidence})
         verdict = comparison.verdict.value
         note = f"{verdict}: average drop {comparison.average_drop:.2f}%" + (
             f"; {'; '.join(comparison.reasons)}" if comparison.reasons else "")
@@ -461,8 +470,7 @@ class Reconciler:
             self.cluster.event(body, "Normal", "Verdict", note)
         if self.metrics:
             self.metrics.count_verdict(verdict, seconds)
-        del baseline, candidate, comparison, run
-        memory.trim()  # decoded result sets can be tens of MB: give the pages back
+        del comparison
         log.info("%s/%s generation %s: %s", ns, meta["name"], gen, note)
 
     def _fail(self, body: dict, reason: str, message: str, started: bool = True) -> None:

@@ -34,6 +34,7 @@ class Settings:
     leader_identity: str = ""  # empty: the host name (the pod's name)
     health_stall_s: float = 120.0  # /healthz fails when the workers had work and finished none this long
     workers: int = 256  # reconcile threads, mostly waiting on the API server (each: one pooled connection)
+    deciding: int = 2  # verdicts computed at once (reading, decoding and comparing both result sets)
     preflight_timeout_s: float = 3.0
     preflight_cache_s: float = 10.0  # a successful endpoint preflight is trusted this long
     metrics_port: int = 8080
