@@ -36,7 +36,7 @@ decoding the ConfigMaps, the decision engine, the status patch, the event.
     .venv/bin/python bench/operator_bench.py [--count 200] [--rounds 3] [--total 1000]
 
 Reuses the cluster named by QUANTGATE_KUBECONFIG if set, else starts (and stops) its own.
-Last line: {"bench": "operator", "cr_to_job_p99_s": ..., "job_to_verdict_p99_s": ..., "rss_mib_1000": ...,
+Last line: {"bench": "operator", "cr_to_job_p99_s": ..., "job_to_verdict_p99_s": ..., "rss_mib_<total>": ...,
 "payload_mib": ..., "load_average": ...}
 """
 
@@ -379,7 +379,7 @@ def main() -> int:
                 **{f"{k}_rounds": [round(r[k], 3) for r in rounds] for k in
                    ("cr_to_job_p99_s", "job_to_verdict_p99_s", "job_seen_to_verdict_p99_s")},
                 "cpus": os.cpu_count(), f"rss_mib_{present}": round(rss_burst, 1),
-                "rss_mib_1000": round(rss_total, 1), "total_evaluations": present + len(more),
+                f"rss_mib_{present + len(more)}": round(rss_total, 1), "total_evaluations": present + len(more),
                 "payload_mib": round(payload_mib, 3), "load_average": [round(x, 1) for x in os.getloadavg()],
                 "baseline_cache": True, "max_concurrent": args.count + 10,
                 "runner": "bench stub publishing synthesised full-size results (six leaderboard tasks, MMLU 14,042)",
