@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import ca_bundles, endpoints, kueue, memory, names, scaleout, verified
+from quantgate.k8s import ca_bundles, endpoints, kueue, memory, names, scaleout, stages, verified
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
@@ -222,13 +222,17 @@ class Reconciler:
                 body, start = self._patch(body, start), None
                 status = body.get("status") or {}
 
-        job_name = names.job_name(name, gen)
+        stage = stages.current(spec, status)
+        job_name = names.job_name(name, gen, stage)
         if job is None or job["metadata"]["name"] != job_name:
             job = None if fresh else self.cluster.get_job(ns, job_name)
         if job is not None:
-            self._follow_job(body, spec, job)
-            return
-        if status.get("phase") == Phase.RUNNING.value:
+            advanced = self._follow_job(body, spec, job)
+            if advanced is None:
+                return
+            body, stage, job = advanced, stages.current(spec, advanced.get("status")), None  # next stage's Job
+            status, job_name = body.get("status") or {}, names.job_name(name, gen, stage)
+        if status.get("phase") == Phase.RUNNING.value and status.get("jobName") == job_name:
             self._fail(body, "JobMissing", f"runner Job {job_name} disappeared before it finished")
             return
 
@@ -240,7 +244,7 @@ class Reconciler:
             self.queue.leave(ns, name)
             self._wait(body, plan, start)
             return
-        self._start_job(body, spec, plan, job_name, start)
+        self._start_job(body, spec, plan, job_name, start, stage)
 
     def _waited(self, status: dict) -> float:
         started = st.parse_time(status.get("startedAt"))
@@ -307,7 +311,7 @@ class Reconciler:
             resolved = endpoints.resolve(spec.baseline, get_isvc)
             if isinstance(resolved, endpoints.NotReady):
                 return Wait(waiting, resolved.reason, f"baseline: {resolved.message}")
-            if self.settings.baseline_cache:
+            if self.settings.baseline_cache and spec.progressive is None:  # a stage is not a full baseline run
                 key = baseline_key(resolved.identity, resolved.model, spec)
                 reused = self.cluster.cached_baseline(ns, key)
             baseline = None if reused else resolved
@@ -337,11 +341,11 @@ class Reconciler:
         return Ready(baseline, candidate, key, reused)
 
     def _start_job(self, body: dict, spec: ModelEvaluationSpec, plan: Ready, job_name: str,
-                   start: dict | None = None) -> None:
+                   start: dict | None = None, stage: int | None = None) -> None:
         meta = body["metadata"]
         ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
         status = body.get("status") or {}
-        ev = Evaluation(ns, name, meta["uid"], gen, spec)
+        ev = Evaluation(ns, name, meta["uid"], gen, spec, stage)
         job = build_job(ev, plan.baseline, plan.candidate, self.settings, baseline_key=plan.key)
         if plan.reused:
             job["metadata"]["annotations"] = {ANN_BASELINE_RESULTS: plan.reused}
@@ -387,20 +391,29 @@ class Reconciler:
         refs = results_refs(job_name, plan.reused)
         msg = f"runner Job {job_name} evaluating " + ("the candidate (baseline reused)" if plan.reused
                                                       else "baseline and candidate")
+        extra = {}
+        if stage is not None:
+            msg += f", stage {stage}/{len(spec.progressive.stages)} ({ev.fraction:.0%} of every task)"
+            extra["progressive"] = {**(status.get("progressive") or {}), **stages.running(spec, stage)}
         phase, reason = Phase.RUNNING, "JobCreated"
         if kueued:
             self.active.finished(ns, job_name)
             phase, reason, msg = Phase.PENDING, "QueuedByKueue", kueue.waiting_message(job, None)
         self._patch(body, {**(start or {}), **st.progress(phase, reason, msg, gen, status, endpoints_ready=True,
-                                                          jobName=job_name, resultsRef=refs)})
+                                                          jobName=job_name, resultsRef=refs, **extra)})
 
-    def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
+    def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> dict | None:
+        """Follow the generation's (or the current stage's) Job. Returns the evaluation as patched
+        when a progressive stage completed without settling the verdict (the next stage's Job is
+        due), else None."""
         # it has its Job (e.g. found after a restart): out of the queue
         self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
         status = body.get("status") or {}
         gen = body["metadata"].get("generation", 1)
         job_name = job["metadata"]["name"]
         outcome, message = st.job_outcome(job)
+        if outcome is not None:  # it holds no runner slot any more (a next stage's Job may take it now)
+            self.active.finished(body["metadata"]["namespace"], job_name)
         if outcome == "Failed":
             refused = self._refusal(job)
             if refused:
@@ -408,7 +421,7 @@ class Reconciler:
             else:
                 self._fail(body, "JobFailed", f"runner Job {job_name} failed: {message}")
         elif outcome == "Complete":
-            self._finish(body, spec, job)
+            return self._finish(body, spec, job)
         elif scaleout.suspended(job):  # waits for Kueue's admission; the poller revisits it
             message = kueue.waiting_message(job, kueue.workload_of(self.cluster, body["metadata"]["namespace"], job))
             if (status.get("phase"), status.get("reason"), status.get("message")) != \
@@ -419,6 +432,7 @@ class Reconciler:
             refs = results_refs(job_name, reused_baseline(job))
             self._patch(body, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
                                           status, jobName=job_name, resultsRef=refs))
+        return None
 
     def _refusal(self, job: dict) -> str | None:
         """Why the runner refused to evaluate (published in place of results by this Job's own pod
@@ -427,31 +441,43 @@ class Reconciler:
         roles = ("candidate",) if refs["baselineReused"] else ("baseline", "candidate")
         return verified.refusal(self.cluster, job["metadata"]["namespace"], refs, roles, job, self.settings)
 
-    def _finish(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
+    def _finish(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> dict | None:
         from quantgate.decision import compare
 
         meta = body["metadata"]
         ns, gen = meta["namespace"], meta.get("generation", 1)
         job_name = job["metadata"]["name"]
         refs = results_refs(job_name, reused_baseline(job))
+        stage = stages.current(spec, body.get("status"))
+        ev = Evaluation(ns, meta["name"], meta.get("uid", ""), gen, spec, stage)
         try:  # results are used only once every trust check passed (quantgate.k8s.trust)
             run = verified.gather(self.cluster, body, spec, job, self.settings, reused_baseline(job),
-                                  shards=scaleout.shard_count(job))  # an Indexed Job's shards merge there
+                                  shards=scaleout.shard_count(job),  # an Indexed Job's shards merge there
+                                  fraction=ev.fraction)  # a progressive stage: its share of the documents
             baseline, candidate = run.baseline, run.candidate
         except Untrusted as exc:
             self._fail(body, "ResultsUntrusted", str(exc))
-            return
+            return None
         except ResultsError as exc:
             self._fail(body, "ResultsMissing" if "not found" in str(exc) or "incomplete" in str(exc)
                        else "ResultsMalformed", str(exc))
-            return
+            return None
+        extra: dict = {}
         try:
-            comparison = compare(baseline, candidate, policy_of(spec))
+            if stage is None:
+                comparison = compare(baseline, candidate, policy_of(spec))
+            else:
+                lk = stages.look(run, spec, policy_of(spec), stage, f"{ns}/{job_name}")
+                if not lk.stop:
+                    return self._next_stage(body, spec, lk, ev.fraction, job_name, refs)
+                comparison = stages.outcome(baseline, candidate, policy_of(spec), lk, spec)
+                extra["progressive"] = stages.looked(lk, spec)
         except QuantgateError as exc:
             self._fail(body, "ComparisonFailed", str(exc))
-            return
+            return None
         seconds = self._waited(body.get("status") or {})
-        self._patch(body, {**st.succeeded(comparison, gen, body.get("status"), refs), "evidence": run.evidence})
+        self._patch(body, {**st.succeeded(comparison, gen, body.get("status"), refs), "evidence": run.evidence,
+                           **extra})
         verdict = comparison.verdict.value
         note = f"{verdict}: average drop {comparison.average_drop:.2f}%" + (
             f"; {'; '.join(comparison.reasons)}" if comparison.reasons else "")
@@ -464,6 +490,20 @@ class Reconciler:
         del baseline, candidate, comparison, run
         memory.trim()  # decoded result sets can be tens of MB: give the pages back
         log.info("%s/%s generation %s: %s", ns, meta["name"], gen, note)
+        return None
+
+    def _next_stage(self, body: dict, spec: ModelEvaluationSpec, lk, fraction: float, job_name: str,
+                    refs: dict) -> dict:
+        """A stage that leaves the verdict open: record its look and move on to the next stage
+        (whose Job the caller creates). Returns the evaluation as patched."""
+        meta = body["metadata"]
+        msg = stages.stage_message(lk, fraction)
+        new = self._patch(body, st.progress(Phase.RUNNING, "StageComplete", msg, meta.get("generation", 1),
+                                            body.get("status"), jobName=job_name, resultsRef=refs,
+                                            progressive=stages.looked(lk, spec)))
+        self.cluster.event(body, "Normal", "StageComplete", msg)
+        log.info("%s/%s: %s", meta["namespace"], meta["name"], msg)
+        return new
 
     def _fail(self, body: dict, reason: str, message: str, started: bool = True) -> None:
         status = body.get("status") or {}
