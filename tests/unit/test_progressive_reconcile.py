@@ -250,3 +250,20 @@ def test_progressive_specs_that_cannot_run_are_refused(extra, message):
     with pytest.raises(ValidationError) as exc:
         ModelEvaluationSpec.model_validate({**SPEC, **extra})
     assert message in str(exc.value)
+
+
+def test_quantgate_verify_re_derives_a_progressive_verdict_from_its_stage(world):
+    from quantgate.commands.verify import problems
+    from quantgate.k8s.verified import limits_of
+
+    cluster, rec = world
+    cluster.add_eval("ship", SPEC)
+    run_to_verdict(cluster, rec, "ship", "copy")
+    limits = limits_of(Settings())
+    body = cluster.get_evaluation(NS, "ship")
+    assert problems(cluster, body, limits) == []
+    body["status"]["progressive"]["stage"] = 2  # a status naming another stage than its results
+    assert problems(cluster, body, limits)[0].startswith("baseline: stage:")
+    body = cluster.get_evaluation(NS, "ship")
+    body["status"].update(verdict="Block", promotable=False)
+    assert any(line.startswith("verdict: status says 'Block'") for line in problems(cluster, body, limits))
