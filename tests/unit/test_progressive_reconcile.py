@@ -80,7 +80,7 @@ class StageCluster(FakeCluster):
 @pytest.fixture
 def world(monkeypatch):
     cluster = StageCluster()
-    cluster.isvcs = {"fp16": ready_isvc("fp16"), "int4": ready_isvc("int4")}
+    cluster.isvcs = {n: ready_isvc(n) for n in ("fp16", "int4", "int8")}
     monkeypatch.setattr(rc.endpoints, "preflight", lambda *a, **k: None)
     return cluster, rc.Reconciler(cluster, Settings(max_concurrent=2, endpoint_timeout_s=60))
 
@@ -141,8 +141,12 @@ def test_a_clear_ship_stops_at_the_first_stage_with_its_items_in_status(world):
                            "dropInterval": [0.0, 0.0]}]
     assert st["tasks"][0]["n"] == 40 and st["tasks"][0]["itemsTotal"] == N
     assert st["reasons"][0].startswith("progressive: stopped early")
-    assert st["evidence"]["jobName"] == jobs[0] and "baselineCache" not in st["evidence"]
-    assert not any(n.endswith("-cache") for n in cluster.cms)  # a stage never becomes a cache entry
+    assert st["evidence"]["jobName"] == jobs[0]
+    # the stage's baseline became a cache entry under the stage's own key, vouched for in status
+    entry = st["evidence"]["baselineCache"]
+    assert entry["name"] == f"{jobs[0]}-cache" and p["baselineCache"] == [entry]
+    key = cluster.jobs[jobs[0]]["metadata"]["labels"][names.LABEL_BASELINE_KEY]
+    assert cluster.cms[entry["name"]]["metadata"]["labels"][names.LABEL_BASELINE_KEY] == key
 
 
 def test_a_clear_block_ends_with_block(world):
@@ -267,3 +271,76 @@ def test_quantgate_verify_re_derives_a_progressive_verdict_from_its_stage(world)
     body = cluster.get_evaluation(NS, "ship")
     body["status"].update(verdict="Block", promotable=False)
     assert any(line.startswith("verdict: status says 'Block'") for line in problems(cluster, body, limits))
+
+
+def _roles(cluster, job: str) -> list[str]:
+    return [c["name"] for c in cluster.jobs[job]["spec"]["template"]["spec"]["containers"]]
+
+
+def test_a_second_candidate_reuses_the_baselines_stages(world):
+    """The baseline cache stores stages: a second progressive candidate against the same baseline
+    runs only the candidate at each stage the first one has verified, and waits for a stage
+    whose baseline the first one is computing."""
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    cluster.finish_stage(names.job_name("a", 1, 1), "edge")
+    rec.reconcile(NS, "a")  # stage 1 verified (open): its baseline is a vouched cache entry; stage 2 runs
+    assert cluster.evals["a"]["status"]["progressive"]["baselineCache"][0]["name"] == \
+        f"{names.job_name('a', 1, 1)}-cache"
+    cluster.add_eval("b", {**SPEC, "candidate": {"inferenceServiceRef": {"name": "int8"}}})
+    rec.reconcile(NS, "b")
+    s1 = names.job_name("b", 1, 1)
+    assert _roles(cluster, s1) == ["candidate"]
+    assert cluster.evals["b"]["status"]["resultsRef"] == {"baseline": f"{names.job_name('a', 1, 1)}-cache",
+                                                          "candidate": names.results_name(s1, "candidate"),
+                                                          "baselineReused": True}
+    cluster.finish_stage(s1, "edge")
+    rec.reconcile(NS, "b")
+    st = cluster.evals["b"]["status"]
+    # b's stage 1 was decided on a's baseline documents; a's stage 2 Job is computing the baseline b needs next
+    assert st["progressive"]["stage"] == 2 and st["progressive"]["itemsEvaluated"] == 40
+    assert (st["phase"], st["reason"]) == ("Pending", "BaselineInProgress") and names.job_name("b", 1, 2) not in cluster.jobs
+    cluster.finish_stage(names.job_name("a", 1, 2), "edge")
+    rec.reconcile(NS, "a")
+    rec.reconcile(NS, "b")
+    s2 = names.job_name("b", 1, 2)
+    assert _roles(cluster, s2) == ["candidate"]
+    cluster.finish_stage(s2, "edge")
+    rec.reconcile(NS, "b")
+    st = cluster.evals["b"]["status"]
+    assert st["progressive"]["stage"] == 3 and st["progressive"]["itemsEvaluated"] == stage_count(0.25, N)
+    assert "baselineCache" not in st["progressive"] or not st["progressive"]["baselineCache"]  # b wrote none
+
+
+def test_stage_and_full_baselines_never_stand_in_for_each_other(world):
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    run_to_verdict(cluster, rec, "a", "copy")  # stage 1's entry is vouched for
+    plain = {k: v for k, v in SPEC.items() if k != "progressive"}
+    cluster.add_eval("p", {**plain, "candidate": {"inferenceServiceRef": {"name": "int8"}}})
+    rec.reconcile(NS, "p")
+    assert _roles(cluster, names.job_name("p", 1)) == ["baseline", "candidate"]  # not a stage's baseline
+    assert stages.stage_key("k" * 40, 1.0) != "k" * 40
+    assert len({stages.stage_key("k" * 40, f) for f in (0.1, 0.25, 0.5, 1.0)}) == 4
+
+
+def test_a_forged_stage_cache_entry_is_ignored(world):
+    cluster, rec = world
+    cluster.add_eval("a", {**SPEC, "candidate": {"inferenceServiceRef": {"name": "int8"}}})
+    rec.reconcile(NS, "a")
+    key = cluster.jobs[names.job_name("a", 1, 1)]["metadata"]["labels"][names.LABEL_BASELINE_KEY]
+    cluster.jobs.clear()
+    rec.active.finished(NS, names.job_name("a", 1, 1))
+    # planted with every label the lookup selects on, naming `a` as its source; `a` never listed it
+    forged = results_channel.build_configmaps(
+        results_channel.encode(stage_doc(trust.expected(ModelEvaluationSpec.model_validate(SPEC), "fp16", 0.1),
+                                         baseline_right, 0.1, "fp16")),
+        namespace=NS, name="planted", role="baseline", extra_labels={names.LABEL_BASELINE_KEY: key,
+                                                                     trust.LABEL_CACHE: "true"})
+    forged[-1]["metadata"]["annotations"][trust.ANN_SOURCE] = "a"
+    cluster.create_configmaps(forged)
+    cluster.add_eval("b", SPEC)
+    rec.reconcile(NS, "b")
+    assert _roles(cluster, names.job_name("b", 1, 1)) == ["baseline", "candidate"]
+    assert cluster.evals["b"]["status"]["resultsRef"]["baselineReused"] is False

@@ -596,6 +596,10 @@ class ProgressiveStatus(CamelModel):
     average_drop: float | None = Field(None, description="Estimated full-suite average drop at the last look.")
     average_drop_interval: tuple[float, float] | None = Field(None, description="Its full-suite interval.")
     tasks: list[StageTask] | None = Field(None, description="Documents used per task at the last look.")
+    baseline_cache: list[BaselineCacheEntry] | None = Field(
+        None, description="Baseline cache entries the operator wrote from this evaluation's verified stages; "
+        "another progressive evaluation of the same baseline reuses a stage's entry only when listed here.",
+        max_length=10)
 
 
 class ModelEvaluationStatus(CamelModel):

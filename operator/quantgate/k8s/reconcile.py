@@ -311,8 +311,11 @@ class Reconciler:
             resolved = endpoints.resolve(spec.baseline, get_isvc)
             if isinstance(resolved, endpoints.NotReady):
                 return Wait(waiting, resolved.reason, f"baseline: {resolved.message}")
-            if self.settings.baseline_cache and spec.progressive is None:  # a stage is not a full baseline run
+            if self.settings.baseline_cache:
                 key = baseline_key(resolved.identity, resolved.model, spec)
+                stage = stages.current(spec, body.get("status"))
+                if stage is not None:  # a stage's baseline: its own key, never a full run's
+                    key = stages.stage_key(key, spec.progressive.stages[stage - 1])
                 reused = self.cluster.cached_baseline(ns, key)
             baseline = None if reused else resolved
         for role, model in (("baseline", baseline), ("candidate", candidate)):
@@ -468,10 +471,11 @@ class Reconciler:
                 comparison = compare(baseline, candidate, policy_of(spec))
             else:
                 lk = stages.look(run, spec, policy_of(spec), stage, f"{ns}/{job_name}")
+                cached = stages.cache_entries(body.get("status"), run.evidence.get("baselineCache"))
                 if not lk.stop:
-                    return self._next_stage(body, spec, lk, ev.fraction, job_name, refs)
+                    return self._next_stage(body, spec, lk, ev.fraction, job_name, refs, cached)
                 comparison = stages.outcome(baseline, candidate, policy_of(spec), lk, spec)
-                extra["progressive"] = stages.looked(lk, spec)
+                extra["progressive"] = {**stages.looked(lk, spec), "baselineCache": cached or None}
         except QuantgateError as exc:
             self._fail(body, "ComparisonFailed", str(exc))
             return None
@@ -493,14 +497,15 @@ class Reconciler:
         return None
 
     def _next_stage(self, body: dict, spec: ModelEvaluationSpec, lk, fraction: float, job_name: str,
-                    refs: dict) -> dict:
+                    refs: dict, cached: list[dict]) -> dict:
         """A stage that leaves the verdict open: record its look and move on to the next stage
         (whose Job the caller creates). Returns the evaluation as patched."""
         meta = body["metadata"]
         msg = stages.stage_message(lk, fraction)
         new = self._patch(body, st.progress(Phase.RUNNING, "StageComplete", msg, meta.get("generation", 1),
                                             body.get("status"), jobName=job_name, resultsRef=refs,
-                                            progressive=stages.looked(lk, spec)))
+                                            progressive={**stages.looked(lk, spec),
+                                                         "baselineCache": cached or None}))
         self.cluster.event(body, "Normal", "StageComplete", msg)
         log.info("%s/%s: %s", meta["namespace"], meta["name"], msg)
         return new

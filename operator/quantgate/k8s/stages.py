@@ -15,6 +15,7 @@ that completed.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec
@@ -30,6 +31,22 @@ def current(spec: ModelEvaluationSpec, status: dict | None) -> int | None:
     if isinstance(stage, int) and not isinstance(stage, bool) and 1 <= stage <= len(spec.progressive.stages):
         return stage
     return 1
+
+
+def stage_key(baseline_key: str, fraction: float) -> str:
+    """The baseline cache key of one stage: the baseline's key (quantgate.k8s.cache: identity, model,
+    task plan, lm-eval version) and the stage's share. The runner's seed is fixed, so equal keys
+    mean the same documents. 40 hex chars (fits a label value); never equal to a full run's key."""
+    return hashlib.sha256(f"{baseline_key}|progressive-stage|{fraction!r}".encode()).hexdigest()[:40]
+
+
+def cache_entries(status: dict | None, new: dict | None) -> list[dict]:
+    """status.progressive.baselineCache with `new` (a stage's entry just written) added."""
+    old = ((status or {}).get("progressive") or {}).get("baselineCache") or []
+    out = [e for e in old if isinstance(e, dict)]
+    if new and all(e.get("name") != new.get("name") for e in out):
+        out.append(new)
+    return out
 
 
 def _num(x: float, digits: int = 4) -> float | None:

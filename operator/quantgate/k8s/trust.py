@@ -232,10 +232,14 @@ def verify_job_results(head: dict, parts: list[dict], *, role: str, job: dict, p
 
 def evidence_entries(source: dict | None) -> list[dict]:
     """The results objects a (trusted, operator-written) evaluation status vouches for."""
-    ev = ((source or {}).get("status") or {}).get("evidence") or {}
+    status = (source or {}).get("status") or {}
+    ev = status.get("evidence") or {}
     out = [r for r in ev.get("results") or [] if isinstance(r, dict) and r.get("role") == "baseline"]
     if isinstance(ev.get("baselineCache"), dict):
         out.append(ev["baselineCache"])
+    # a progressive evaluation's stage cache entries, listed as each stage was verified
+    staged = (status.get("progressive") or {}).get("baselineCache")
+    out += [e for e in staged if isinstance(e, dict)] if isinstance(staged, list) else []
     return out
 
 

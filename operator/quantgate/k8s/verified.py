@@ -190,7 +190,7 @@ def gather(cluster, body: dict, spec, job: dict, settings, reused: str | None, s
     """Both roles' results for `job` (this generation's runner Job), verified; see module doc.
     `shards` > 1: an Indexed Job whose roles were published in that many shares (merged here).
     `fraction`: `job` runs a progressive stage on that share of the documents (checked against the
-    run record); a stage's baseline never becomes a baseline cache entry (it is not a full run)."""
+    run record, and against a reused stage baseline's)."""
     ns = body["metadata"]["namespace"]
     job_name = job["metadata"]["name"]
     limits = limits_of(settings)
@@ -210,8 +210,8 @@ def gather(cluster, body: dict, spec, job: dict, settings, reused: str | None, s
         runs[role] = _from_compact(v.compact, f"{ns}/{entries[-1]['name']}")
         if role == "baseline":
             plan = v.run.get("tasks")
-        if role == "baseline" and not reused and settings.baseline_cache and shards == 1 and fraction is None:
-            cache = _write_cache(cluster, body, job, v, limits)
+        if role == "baseline" and not reused and settings.baseline_cache and shards == 1:
+            cache = _write_cache(cluster, body, job, v, limits)  # a stage's: under its stage key (k8s/stages.py)
         del v
     evidence = {"jobName": job_name, "jobUID": job["metadata"].get("uid"), "results": entries}
     if cache:
