@@ -2,8 +2,9 @@
 runner Job per stage, the stage and items in status, and the verdict at the end.
 
 Three tasks of the local data, 0-shot (as tests/unit/test_evaluate_progressive.py): a copy of the
-reference stops at stage 1 with Ship, a broken candidate ends with Block, and a pair near a
-verdict edge shows stage 1's look in status before it decides at a later stage.
+reference stops early with Ship, a broken candidate ends with Block (the two share the baseline's
+stage 1 through the baseline cache), and a pair near a verdict edge shows a stage's look in status
+before it decides at a later stage.
 """
 
 import json
@@ -95,6 +96,9 @@ def test_a_clear_ship_stops_early_and_a_clear_block_ends_with_block(env):
     assert st["verdict"] == "Block" and st["promotable"] is False
     assert st["progressive"]["itemsEvaluated"] <= st["progressive"]["itemsTotal"]
     assert st["reasons"][0].startswith("progressive:")
+    # the baseline cache stores stages: one of the two ran the baseline's stage 1, the other reused it
+    first = [_jobs(cluster, ns, n)[0]["spec"]["template"]["spec"]["containers"] for n in ("ship", "block")]
+    assert sorted([c["name"] for c in cs] for cs in first) == [["baseline", "candidate"], ["candidate"]]
 
 
 def test_an_open_verdict_shows_its_stage_in_status_and_ends_with_the_verdict(env):
