@@ -344,3 +344,26 @@ def test_a_forged_stage_cache_entry_is_ignored(world):
     rec.reconcile(NS, "b")
     assert _roles(cluster, names.job_name("b", 1, 1)) == ["baseline", "candidate"]
     assert cluster.evals["b"]["status"]["resultsRef"]["baselineReused"] is False
+
+
+def test_a_stage_jobs_pod_cannot_vouch_for_another_stages_results():
+    """Results of stage 2 published (or planted) by stage 1's pod: the Job's pod-name pattern and the
+    pod's controller reference both name another Job, so the creator check refuses them."""
+    s1, s2 = names.job_name("ev", 1, 1), names.job_name("ev", 1, 2)
+    job2 = {"metadata": {"name": s2, "uid": "uid-s2", "creationTimestamp": "2026-01-01T00:00:00Z"}}
+    pod1 = {"metadata": {"name": f"{s1}-x7k2q", "uid": "uid-pod-1",
+                         "ownerReferences": [{"kind": "Job", "name": s1, "uid": "uid-s1", "controller": True}]}}
+    payload = results_channel.encode({"v": COMPACT_VERSION, "tasks": {}})
+    [cm] = results_channel.build_configmaps(payload, namespace=NS, name=names.results_name(s2, "candidate"),
+                                            role="candidate", job=(s2, "uid-s2"), pod=(f"{s1}-x7k2q", "uid-pod-1"))
+    cm["metadata"]["creationTimestamp"] = "2026-01-01T00:00:03Z"
+    with pytest.raises(trust.Untrusted) as exc:
+        trust.check_provenance(cm, "candidate", job2, {f"{s1}-x7k2q": pod1})
+    assert exc.value.check == "creator"
+    # the same pod under a name that fits stage 2's pattern: its controller is still stage 1's Job
+    [cm] = results_channel.build_configmaps(payload, namespace=NS, name=names.results_name(s2, "candidate"),
+                                            role="candidate", job=(s2, "uid-s2"), pod=(f"{s2}-x7k2q", "uid-pod-1"))
+    cm["metadata"]["creationTimestamp"] = "2026-01-01T00:00:03Z"
+    with pytest.raises(trust.Untrusted) as exc:
+        trust.check_provenance(cm, "candidate", job2, {f"{s2}-x7k2q": pod1})
+    assert exc.value.check == "creator"
