@@ -64,6 +64,23 @@ def test_valid_evaluation_is_accepted_with_defaults(crds, namespace):
      "humaneval and mbpp run only on quantgate's own problems"),
     ({"baseline": ISVC, "candidate": ISVC, "suite": "code", "allowCodeExecution": True, "taskLimits": {"gsm8k": 2}},
      "taskLimits may only name tasks the evaluation runs"),
+    # progressive evaluation
+    ({"baseline": ISVC, "candidate": ISVC, "progressive": {"stages": [0.5, 0.25, 1]}},
+     "progressive.stages must be strictly increasing"),
+    ({"baseline": ISVC, "candidate": ISVC, "progressive": {"stages": [0.5, 0.5, 1]}},
+     "progressive.stages must be strictly increasing"),
+    ({"baseline": ISVC, "candidate": ISVC, "progressive": {"stages": [0.1, 0.5]}}, "progressive.stages must end at 1"),
+    ({"baseline": ISVC, "candidate": ISVC, "progressive": {"stages": [0, 1]}}, "progressive.stages must lie in (0, 1]"),
+    ({"baseline": ISVC, "candidate": ISVC, "progressive": {"confidence": 0.5}}, "should be greater than 0.5"),
+    ({"baseline": ISVC, "candidate": ISVC, "progressive": {"confidence": 1}}, "should be less than 1"),
+    ({"baseline": ISVC, "candidate": ISVC, "progressive": {}, "limit": 5},
+     "a progressive evaluation runs stages of every task's documents: remove limit"),
+    ({"baseline": ISVC, "candidate": ISVC, "progressive": {}, "tasks": [{"name": "gsm8k", "limit": 5}]},
+     "a progressive evaluation runs stages of every task's documents: remove limit"),
+    ({"baseline": ISVC, "candidate": ISVC, "progressive": {}, "runner": {"parallelism": 2}},
+     "a progressive evaluation runs each stage as one runner pod"),
+    ({"baseline": {"resultsFrom": "other"}, "candidate": ISVC, "progressive": {}},
+     "a progressive evaluation runs its baseline stage by stage"),
 ])
 def test_invalid_evaluations_are_rejected(crds, namespace, spec, message):
     obj = {"apiVersion": "quantgate.io/v1alpha1", "kind": "ModelEvaluation", "metadata": {"name": "bad"},
@@ -91,3 +108,16 @@ def test_printer_columns(crds, namespace):
     _apply(crds, namespace, evaluation("cols", ISVC, ISVC))
     header = crds.kubectl("get", "modelevaluations", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "BASELINE", "CANDIDATE", "PHASE", "VERDICT", "AVG", "DROP", "AGE"]
+
+
+def test_progressive_is_off_by_default_and_takes_its_defaults(crds, namespace):
+    assert _apply(crds, namespace, evaluation("plain", ISVC, ISVC)).returncode == 0
+    plain = yaml.safe_load(crds.kubectl("get", "meval", "plain", "-n", namespace, "-o", "yaml").stdout)
+    assert "progressive" not in plain["spec"]
+    result = _apply(crds, namespace, evaluation("staged", ISVC, ISVC, progressive={}))
+    assert result.returncode == 0, result.stderr
+    staged = yaml.safe_load(crds.kubectl("get", "meval", "staged", "-n", namespace, "-o", "yaml").stdout)
+    assert staged["spec"]["progressive"] == {"stages": [0.1, 0.25, 0.5, 1], "confidence": 0.95} or \
+        staged["spec"]["progressive"] == {"stages": [0.1, 0.25, 0.5, 1.0], "confidence": 0.95}
+    ok = _apply(crds, namespace, evaluation("two", ISVC, ISVC, progressive={"stages": [0.3, 1], "confidence": 0.9}))
+    assert ok.returncode == 0, ok.stderr

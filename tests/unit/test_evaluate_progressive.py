@@ -95,3 +95,16 @@ def test_bad_stages_and_confidence_are_input_errors(fleet, tmp_path, capsys):
         rc = main(["evaluate", "--local", "-f", str(spec), "--output", str(tmp_path / "o"), "--progressive", *extra])
         err = capsys.readouterr().err
         assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_spec_with_progressive_runs_progressively_without_the_flag(fleet, tmp_path):
+    spec = {"apiVersion": "quantgate.io/v1alpha1", "kind": "ModelEvaluation", "metadata": {"name": "staged"},
+            "spec": {"baseline": {"endpoint": {"url": fleet.url("fp16")}},
+                     "candidate": {"endpoint": {"url": fleet.url("copy")}},
+                     "tasks": [{"name": t, "numFewshot": 0} for t in TASKS], "progressive": {"stages": [0.2, 1]}}}
+    path = tmp_path / "staged.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    rc = main(["evaluate", "--local", "--local-data", "-f", str(path), "--output", str(tmp_path / "staged")])
+    comparison = json.loads((tmp_path / "staged" / "comparison.json").read_text())
+    assert rc == 0 and comparison["verdict"] == "Ship"
+    assert comparison["progressive"]["stages"] == [0.2, 1.0] and comparison["progressive"]["stage"] == 1

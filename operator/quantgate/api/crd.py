@@ -119,6 +119,7 @@ PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
     {"name": "Avg Drop", "type": "number", "jsonPath": ".status.averageDrop", "format": "float"},
+    {"name": "Stage", "type": "integer", "jsonPath": ".status.progressive.stage", "priority": 1},
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
     {"name": "Job", "type": "string", "jsonPath": ".status.jobName", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

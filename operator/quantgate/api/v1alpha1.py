@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from quantgate.decision.progressive import DEFAULT_CONFIDENCE, DEFAULT_STAGES
 from quantgate.decision.model import (
     Aggregate,
     CamelModel,
@@ -294,6 +295,40 @@ class RunnerSpec(CamelModel):
                                    min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+class ProgressiveSpec(CamelModel):
+    """Evaluate in stages and stop once the full-suite verdict is settled (docs/decision.md,
+    "Progressive evaluation"). Each stage is one runner Job evaluating both models on a share of
+    the suite's documents, split equally between the tasks, each a prefix of a seeded order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("self.stages.all(s, s > 0.0 && s <= 1.0)", "progressive.stages must lie in (0, 1]"),
+                _cel("self.stages.isSorted() && self.stages.all(s, size(self.stages.filter(x, x == s)) == 1)",
+                     "progressive.stages must be strictly increasing"),
+                _cel("self.stages[size(self.stages) - 1] == 1.0", "progressive.stages must end at 1"),
+            ]
+        }
+    )
+
+    stages: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_STAGES), min_length=1, max_length=10,
+        description="Strictly increasing shares of the suite's documents, ending at 1; each stage splits its "
+        "share equally between the tasks (a task smaller than its part runs in full) and evaluates a prefix "
+        "of every (sub)task's seeded order.",
+        json_schema_extra={"default": list(DEFAULT_STAGES)})
+    confidence: float = Field(
+        DEFAULT_CONFIDENCE, gt=0.5, lt=1,
+        description="Probability that an early verdict equals the full suite's (Bonferroni over the looks).")
+
+    @model_validator(mode="after")
+    def _stages(self) -> "ProgressiveSpec":
+        from quantgate.decision.progressive import check_stages
+
+        check_stages(self.stages)
+        return self
+
+
 def _spec_rules() -> list[dict]:
     rules = [
         _cel("!(has(self.suite) && has(self.tasks)) || self.suite == 'local'",
@@ -335,6 +370,13 @@ def _spec_rules() -> list[dict]:
                       "(has(self.suite) && self.suite == 'local')",
                       "humaneval and mbpp run only on quantgate's own problems: use suite code, or suite local "
                       "with the tasks"))
+    rules.append(_cel("!has(self.progressive) || (!has(self.limit) && (!has(self.tasks) || "
+                      "self.tasks.all(t, !has(t.limit))))",
+                      "a progressive evaluation runs stages of every task's documents: remove limit"))
+    rules.append(_cel("!has(self.progressive) || self.runner.parallelism == 1",
+                      "a progressive evaluation runs each stage as one runner pod: set runner.parallelism to 1"))
+    rules.append(_cel("!has(self.progressive) || !has(self.baseline.resultsFrom)",
+                      "a progressive evaluation runs its baseline stage by stage: remove baseline.resultsFrom"))
     return rules
 
 
@@ -407,6 +449,10 @@ class ModelEvaluationSpec(CamelModel):
         "under another value are not reused.",
     )
 
+    progressive: ProgressiveSpec | None = Field(
+        None, description="Evaluate in stages and stop early once the full-suite verdict is settled at the given "
+        "confidence (off by default). Each stage is one runner Job; status.progressive shows where it stands.")
+
     @model_validator(mode="after")
     def _suite_or_tasks(self) -> "ModelEvaluationSpec":
         if self.suite not in (None, "local") and self.tasks:
@@ -417,6 +463,15 @@ class ModelEvaluationSpec(CamelModel):
         if self.tasks and self.runs_code and self.suite != "local":
             raise ValueError("humaneval and mbpp run only on quantgate's own problems: use suite code, or suite "
                              "local with the tasks")
+        if self.progressive is not None:
+            if self.limit is not None or any(t.limit is not None for t in self.tasks or []):
+                raise ValueError("a progressive evaluation runs stages of every task's documents: remove limit")
+            if self.runner.parallelism != 1:
+                raise ValueError("a progressive evaluation runs each stage as one runner pod: set "
+                                 "runner.parallelism to 1")
+            if self.baseline.results_from is not None:
+                raise ValueError("a progressive evaluation runs its baseline stage by stage: remove "
+                                 "baseline.resultsFrom")
         return self
 
     @property
@@ -517,6 +572,37 @@ class Evidence(CamelModel):
     baseline_cache: BaselineCacheEntry | None = None
 
 
+class StageTask(CamelModel):
+    """One task at the last look of a progressive evaluation."""
+
+    task: str
+    items_evaluated: int = Field(description="Documents each model answered so far.")
+    items_total: int = Field(description="Documents in the full task.")
+    drop: float | None = Field(None, description="Estimated full-task drop.")
+    drop_interval: tuple[float, float] | None = Field(None, description="Its full-task interval.")
+
+
+class ProgressiveStatus(CamelModel):
+    """Where a progressive evaluation (spec.progressive) stands: the stage running (or the last
+    one run) and what the last completed stage's look found."""
+
+    stage: int = Field(description="The stage running now, or the last one run once decided (1-based).")
+    stages: list[float] = Field(description="The planned stages (shares of the suite's documents).")
+    confidence: float | None = None
+    items_evaluated: int | None = Field(None, description="Documents each model answered in the last completed "
+                                        "stage (all tasks).")
+    items_total: int | None = Field(None, description="Documents of the full suite.")
+    stopped_early: bool | None = Field(None, description="Decided before the last stage (set with the verdict).")
+    reason: str | None = Field(None, description="What the last look found: why it stopped, or why it goes on.")
+    average_drop: float | None = Field(None, description="Estimated full-suite average drop at the last look.")
+    average_drop_interval: tuple[float, float] | None = Field(None, description="Its full-suite interval.")
+    tasks: list[StageTask] | None = Field(None, description="Documents used per task at the last look.")
+    baseline_cache: list[BaselineCacheEntry] | None = Field(
+        None, description="Baseline cache entries the operator wrote from this evaluation's verified stages; "
+        "another progressive evaluation of the same baseline reuses a stage's entry only when listed here.",
+        max_length=10)
+
+
 class ModelEvaluationStatus(CamelModel):
     """Observed state, written only by the operator. Verdict fields always belong to observedGeneration."""
 
@@ -541,5 +627,6 @@ class ModelEvaluationStatus(CamelModel):
     results_ref: ResultsRef | None = None
     evidence: Evidence | None = Field(None, description="Runner Job, images and results (names, UIDs, SHA-256) "
                                       "the verdict was derived from; present with a verdict.")
+    progressive: ProgressiveStatus | None = Field(None, description="Stages of a progressive evaluation.")
     started_at: str | None = Field(None, description="When the evaluation of observedGeneration started.")
     finished_at: str | None = Field(None, description="When it reached Succeeded or Failed.")

@@ -29,7 +29,8 @@ def register(subparsers) -> None:
                    help="run the spec's tasks on the datasets shipped with quantgate (as suite: local does)")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of every task (smoke runs)")
     p.add_argument("--progressive", action="store_true",
-                   help="evaluate in stages and stop once the full-suite verdict is settled (docs/decision.md)")
+                   help="evaluate in stages and stop once the full-suite verdict is settled (docs/decision.md); "
+                        "a spec with progressive: runs so without it, with the spec's stages and confidence")
     p.add_argument("--stages", default="0.1,0.25,0.5,1", metavar="LIST",
                    help="--progressive: increasing fractions of every task, ending at 1")
     p.add_argument("--confidence", type=float, default=0.95, help="--progressive: confidence of the verdict")
@@ -127,6 +128,9 @@ def run(args) -> int:
 
     name, spec = load_evaluation(args.file)
     stages = parse_stages(args.stages) if args.progressive else None
+    if stages is None and spec.progressive is not None:  # as the operator runs the spec
+        stages, args.confidence = tuple(spec.progressive.stages), spec.progressive.confidence
+        args.progressive = True
     if args.progressive and args.limit:
         raise InputError("--progressive evaluates stages of every task; drop --limit")
     if args.progressive and not 0 < args.confidence < 1:

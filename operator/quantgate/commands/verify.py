@@ -2,7 +2,9 @@
 
 Reads the ModelEvaluation with the current kubeconfig, fetches every results ConfigMap its
 status.evidence lists, checks their UIDs and SHA-256 against the evidence, runs the decision
-engine on them under the evaluation's spec and compares the outcome with the status.
+engine on them under the evaluation's spec and compares the outcome with the status. A
+progressive verdict (spec.progressive) is re-derived with the stopping rule's look at the
+stage status.progressive.stage names, whose share of the documents the results must record.
 
 Exit status: 0 the verdict matches its results, 1 it does not (or the results changed or are
 gone), 2 bad input (no such evaluation, no verdict or evidence to check, no cluster access).
@@ -41,7 +43,9 @@ def problems(cluster, body: dict, limits) -> list[str]:
     from quantgate.api.v1alpha1 import ModelEvaluationSpec
     from quantgate.decision import compare
     from quantgate.errors import QuantgateError
-    from quantgate.k8s import trust
+    from types import SimpleNamespace
+
+    from quantgate.k8s import stages, trust
     from quantgate.k8s.reconcile import policy_of
     from quantgate.k8s.results_channel import ResultsError
     from quantgate.k8s.verified import _read_all
@@ -62,7 +66,9 @@ def problems(cluster, body: dict, limits) -> list[str]:
         spec = ModelEvaluationSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         raise InputError(f"{where}: spec is invalid: {exc.errors()[0].get('msg')}") from None
-    wrong, runs = [], {}
+    stage = stages.current(spec, status)
+    fraction = spec.progressive.stages[stage - 1] if stage is not None else None
+    wrong, runs, plan = [], {}, None
     for role, entry in entries.items():
         try:
             head, parts = _read_all(cluster, meta["namespace"], entry.get("name", ""), limits)
@@ -74,7 +80,11 @@ def problems(cluster, body: dict, limits) -> list[str]:
             if digest != entry.get("sha256"):
                 wrong.append(f"{role}: SHA-256 of the stored results differs from the evidence")
                 continue
-            runs[role] = RunResults.from_compact(trust.decode(trust.assemble(head, parts, limits)[0], limits))
+            doc = trust.decode(trust.assemble(head, parts, limits)[0], limits)
+            if stage is not None:  # a progressive verdict: the results of the stage it stopped at
+                trust.check_spec(doc, trust.expected(spec, None, fraction), check_model=False)
+                plan = doc["run"].get("tasks") if role == "baseline" else plan
+            runs[role] = RunResults.from_compact(doc)
         except (ResultsError, QuantgateError) as exc:
             wrong.append(f"{role}: {exc}")
         except Exception as exc:  # a malformed document that still hashes right
@@ -82,7 +92,14 @@ def problems(cluster, body: dict, limits) -> list[str]:
     if wrong:
         return wrong
     try:
-        derived = compare(runs["baseline"], runs["candidate"], policy_of(spec)).dump()
+        if stage is None:
+            derived = compare(runs["baseline"], runs["candidate"], policy_of(spec)).dump()
+        else:  # the stopping rule's look at that stage, as the operator took it
+            outcome = SimpleNamespace(baseline=runs["baseline"], candidate=runs["candidate"], plan=plan)
+            lk = stages.look(outcome, spec, policy_of(spec), stage, where)
+            if not lk.stop:
+                return [f"progressive: stage {stage} does not settle the verdict: {lk.reason}"]
+            derived = stages.outcome(runs["baseline"], runs["candidate"], policy_of(spec), lk, spec).dump()
     except QuantgateError as exc:
         return [f"the stored results do not yield a verdict: {exc}"]
     return [f"{key}: status says {status.get(key)!r}, the results give {derived.get(key)!r}"

@@ -33,6 +33,18 @@ class Evaluation:
     uid: str
     generation: int
     spec: ModelEvaluationSpec
+    stage: int | None = None  # a progressive evaluation's stage (1-based): its own Job
+
+    @property
+    def job_name(self) -> str:
+        return names.job_name(self.name, self.generation, self.stage)
+
+    @property
+    def fraction(self) -> float | None:
+        """The share of every task's documents this Job evaluates (progressive stages only)."""
+        if self.stage is None or self.spec.progressive is None:
+            return None
+        return self.spec.progressive.stages[self.stage - 1]
 
 
 def task_arg(task: TaskSpec) -> str:
@@ -77,6 +89,8 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings:
         args += ["--suite", spec.effective_suite or "leaderboard"]
     if spec.limit is not None:
         args += ["--limit", str(spec.limit)]
+    if ev.fraction is not None:
+        args += ["--fraction", repr(ev.fraction)]
     args += datasets_volume.runner_args(spec, settings or Settings())
     if spec.allow_code_execution and spec.runs_code:
         args += ["--allow-code-execution"]
@@ -90,7 +104,7 @@ def _container(ev: Evaluation, role: str, model: Resolved, results: str, setting
     env = [
         {"name": names.ENV_OWNER_NAME, "value": ev.name},
         {"name": names.ENV_OWNER_UID, "value": ev.uid},
-        {"name": names.ENV_JOB_NAME, "value": names.job_name(ev.name, ev.generation)},
+        {"name": names.ENV_JOB_NAME, "value": ev.job_name},
         {"name": names.ENV_JOB_UID,
          "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{names.JOB_UID_LABEL}']"}}},
         {"name": names.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -155,13 +169,15 @@ def labels(ev: Evaluation, baseline_key: str | None, runs_baseline: bool) -> dic
     }
     if baseline_key:
         out[names.LABEL_BASELINE_KEY] = baseline_key
+    if ev.stage is not None:
+        out[names.LABEL_STAGE] = str(ev.stage)
     return out
 
 
 def build_job(ev: Evaluation, baseline: Resolved | None, candidate: Resolved, settings: Settings,
               baseline_key: str | None = None) -> dict:
     """The Job for `ev`'s generation. `baseline=None`: its results are reused, run the candidate only."""
-    name = names.job_name(ev.name, ev.generation)
+    name = ev.job_name
     lbl = labels(ev, baseline_key, baseline is not None)
     roles = ([("baseline", baseline)] if baseline is not None else []) + [("candidate", candidate)]
     containers = [_container(ev, role, model, names.results_name(name, role), settings, baseline_key)

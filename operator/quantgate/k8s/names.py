@@ -19,6 +19,7 @@ LABEL_ROLE = f"{GROUP}/role"
 LABEL_RESULTS = f"{GROUP}/results"
 LABEL_BASELINE_KEY = f"{GROUP}/baseline-key"
 LABEL_RUNS_BASELINE = f"{GROUP}/runs-baseline"
+LABEL_STAGE = f"{GROUP}/stage"  # a progressive evaluation's stage (1-based) on its runner Job
 
 # Environment the runner Job hands to `quantgate run` so the results it publishes
 # are owned by (and garbage-collected with) the ModelEvaluation.
@@ -42,10 +43,12 @@ def _dns_label(text: str, limit: int) -> str:
     return text[:limit].rstrip("-") or "x"
 
 
-def job_name(evaluation: str, generation: int) -> str:
-    """`<evaluation>-g<generation>-<hash>`: unique per (evaluation, generation), <= 63 chars."""
-    digest = hashlib.sha256(f"{evaluation}/{generation}".encode()).hexdigest()[:5]
-    suffix = f"-g{generation}-{digest}"
+def job_name(evaluation: str, generation: int, stage: int | None = None) -> str:
+    """`<evaluation>-g<generation>-<hash>`: unique per (evaluation, generation), <= 63 chars.
+    A progressive evaluation's stage k (1-based) has its own Job, `<evaluation>-g<generation>-s<k>-<hash>`."""
+    key = f"{evaluation}/{generation}" + (f"/s{stage}" if stage is not None else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:5]
+    suffix = f"-g{generation}" + (f"-s{stage}" if stage is not None else "") + f"-{digest}"
     return _dns_label(evaluation, _MAX_NAME - len(suffix)) + suffix
 
 

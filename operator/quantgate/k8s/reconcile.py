@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import ca_bundles, endpoints, kueue, memory, names, scaleout, verified
+from quantgate.k8s import ca_bundles, endpoints, kueue, memory, names, scaleout, stages, verified
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
@@ -226,13 +226,17 @@ class Reconciler:
                 body, start = self._patch(body, start), None
                 status = body.get("status") or {}
 
-        job_name = names.job_name(name, gen)
+        stage = stages.current(spec, status)
+        job_name = names.job_name(name, gen, stage)
         if job is None or job["metadata"]["name"] != job_name:
             job = None if fresh else self.cluster.get_job(ns, job_name)
         if job is not None:
-            self._follow_job(body, spec, job)
-            return
-        if status.get("phase") == Phase.RUNNING.value:
+            advanced = self._follow_job(body, spec, job)
+            if advanced is None:
+                return
+            body, stage, job = advanced, stages.current(spec, advanced.get("status")), None  # next stage's Job
+            status, job_name = body.get("status") or {}, names.job_name(name, gen, stage)
+        if status.get("phase") == Phase.RUNNING.value and status.get("jobName") == job_name:
             self._fail(body, "JobMissing", f"runner Job {job_name} disappeared before it finished")
             return
 
@@ -244,7 +248,7 @@ class Reconciler:
             self.queue.leave(ns, name)
             self._wait(body, plan, start)
             return
-        self._start_job(body, spec, plan, job_name, start)
+        self._start_job(body, spec, plan, job_name, start, stage)
 
     def _waited(self, status: dict) -> float:
         started = st.parse_time(status.get("startedAt"))
@@ -313,6 +317,9 @@ class Reconciler:
                 return Wait(waiting, resolved.reason, f"baseline: {resolved.message}")
             if self.settings.baseline_cache:
                 key = baseline_key(resolved.identity, resolved.model, spec)
+                stage = stages.current(spec, body.get("status"))
+                if stage is not None:  # a stage's baseline: its own key, never a full run's
+                    key = stages.stage_key(key, spec.progressive.stages[stage - 1])
                 reused = self.cluster.cached_baseline(ns, key)
             baseline = None if reused else resolved
         for role, model in (("baseline", baseline), ("candidate", candidate)):
@@ -341,11 +348,11 @@ class Reconciler:
         return Ready(baseline, candidate, key, reused)
 
     def _start_job(self, body: dict, spec: ModelEvaluationSpec, plan: Ready, job_name: str,
-                   start: dict | None = None) -> None:
+                   start: dict | None = None, stage: int | None = None) -> None:
         meta = body["metadata"]
         ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
         status = body.get("status") or {}
-        ev = Evaluation(ns, name, meta["uid"], gen, spec)
+        ev = Evaluation(ns, name, meta["uid"], gen, spec, stage)
         job = build_job(ev, plan.baseline, plan.candidate, self.settings, baseline_key=plan.key)
         if plan.reused:
             job["metadata"]["annotations"] = {ANN_BASELINE_RESULTS: plan.reused}
@@ -391,20 +398,29 @@ class Reconciler:
         refs = results_refs(job_name, plan.reused)
         msg = f"runner Job {job_name} evaluating " + ("the candidate (baseline reused)" if plan.reused
                                                       else "baseline and candidate")
+        extra = {}
+        if stage is not None:
+            msg += f", stage {stage}/{len(spec.progressive.stages)} ({ev.fraction:.0%} of every task)"
+            extra["progressive"] = {**(status.get("progressive") or {}), **stages.running(spec, stage)}
         phase, reason = Phase.RUNNING, "JobCreated"
         if kueued:
             self.active.finished(ns, job_name)
             phase, reason, msg = Phase.PENDING, "QueuedByKueue", kueue.waiting_message(job, None)
         self._patch(body, {**(start or {}), **st.progress(phase, reason, msg, gen, status, endpoints_ready=True,
-                                                          jobName=job_name, resultsRef=refs)})
+                                                          jobName=job_name, resultsRef=refs, **extra)})
 
-    def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
+    def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> dict | None:
+        """Follow the generation's (or the current stage's) Job. Returns the evaluation as patched
+        when a progressive stage completed without settling the verdict (the next stage's Job is
+        due), else None."""
         # it has its Job (e.g. found after a restart): out of the queue
         self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
         status = body.get("status") or {}
         gen = body["metadata"].get("generation", 1)
         job_name = job["metadata"]["name"]
         outcome, message = st.job_outcome(job)
+        if outcome is not None:  # it holds no runner slot any more (a next stage's Job may take it now)
+            self.active.finished(body["metadata"]["namespace"], job_name)
         if outcome == "Failed":
             refused = self._refusal(job)
             if refused:
@@ -412,7 +428,7 @@ class Reconciler:
             else:
                 self._fail(body, "JobFailed", f"runner Job {job_name} failed: {message}")
         elif outcome == "Complete":
-            self._finish(body, spec, job)
+            return self._finish(body, spec, job)
         elif scaleout.suspended(job):  # waits for Kueue's admission; the poller revisits it
             message = kueue.waiting_message(job, kueue.workload_of(self.cluster, body["metadata"]["namespace"], job))
             if (status.get("phase"), status.get("reason"), status.get("message")) != \
@@ -423,6 +439,7 @@ class Reconciler:
             refs = results_refs(job_name, reused_baseline(job))
             self._patch(body, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
                                           status, jobName=job_name, resultsRef=refs))
+        return None
 
     def _refusal(self, job: dict) -> str | None:
         """Why the runner refused to evaluate (published in place of results by this Job's own pod
@@ -431,17 +448,22 @@ class Reconciler:
         roles = ("candidate",) if refs["baselineReused"] else ("baseline", "candidate")
         return verified.refusal(self.cluster, job["metadata"]["namespace"], refs, roles, job, self.settings)
 
-    def _finish(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> None:
+    def _finish(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> dict | None:
         from quantgate.decision import compare
 
         meta = body["metadata"]
         ns, gen = meta["namespace"], meta.get("generation", 1)
         job_name = job["metadata"]["name"]
         refs = results_refs(job_name, reused_baseline(job))
+        stage = stages.current(spec, body.get("status"))
+        ev = Evaluation(ns, meta["name"], meta.get("uid", ""), gen, spec, stage)
+        extra: dict = {}
+        open_stage = None  # (look, cached baseline stages) of a stage that leaves the verdict open
         with self._deciding:
             try:  # results are used only once every trust check passed (quantgate.k8s.trust)
                 run = verified.gather(self.cluster, body, spec, job, self.settings, reused_baseline(job),
-                                      shards=scaleout.shard_count(job))  # an Indexed Job's shards merge there
+                                      shards=scaleout.shard_count(job),  # an Indexed Job's shards merge there
+                                      fraction=ev.fraction)  # a progressive stage: its share of the documents
             except Untrusted as exc:
                 failure = ("ResultsUntrusted", str(exc))
             except ResultsError as exc:
@@ -449,7 +471,16 @@ class Reconciler:
                            else "ResultsMalformed", str(exc))
             else:
                 try:
-                    comparison = compare(run.baseline, run.candidate, policy_of(spec))
+                    if stage is None:
+                        comparison = compare(run.baseline, run.candidate, policy_of(spec))
+                    else:
+                        lk = stages.look(run, spec, policy_of(spec), stage, f"{ns}/{job_name}")
+                        cached = stages.cache_entries(body.get("status"), run.evidence.get("baselineCache"))
+                        if not lk.stop:
+                            open_stage = (lk, cached)
+                        else:
+                            comparison = stages.outcome(run.baseline, run.candidate, policy_of(spec), lk, spec)
+                            extra["progressive"] = {**stages.looked(lk, spec), "baselineCache": cached or None}
                 except QuantgateError as exc:
                     failure = ("ComparisonFailed", str(exc))
                 else:
@@ -458,9 +489,13 @@ class Reconciler:
             memory.trim()  # decoded result sets can be tens of MB: give the pages back
         if failure:
             self._fail(body, *failure)
-            return
+            return None
+        if open_stage is not None:
+            lk, cached = open_stage
+            return self._next_stage(body, spec, lk, ev.fraction, job_name, refs, cached)
         seconds = self._waited(body.get("status") or {})
-        self._patch(body, {**st.succeeded(comparison, gen, body.get("status"), refs), "evidence": evidence})
+        self._patch(body, {**st.succeeded(comparison, gen, body.get("status"), refs), "evidence": evidence,
+                           **extra})
         verdict = comparison.verdict.value
         note = f"{verdict}: average drop {comparison.average_drop:.2f}%" + (
             f"; {'; '.join(comparison.reasons)}" if comparison.reasons else "")
@@ -472,6 +507,21 @@ class Reconciler:
             self.metrics.count_verdict(verdict, seconds)
         del comparison
         log.info("%s/%s generation %s: %s", ns, meta["name"], gen, note)
+        return None
+
+    def _next_stage(self, body: dict, spec: ModelEvaluationSpec, lk, fraction: float, job_name: str,
+                    refs: dict, cached: list[dict]) -> dict:
+        """A stage that leaves the verdict open: record its look and move on to the next stage
+        (whose Job the caller creates). Returns the evaluation as patched."""
+        meta = body["metadata"]
+        msg = stages.stage_message(lk, fraction)
+        new = self._patch(body, st.progress(Phase.RUNNING, "StageComplete", msg, meta.get("generation", 1),
+                                            body.get("status"), jobName=job_name, resultsRef=refs,
+                                            progressive={**stages.looked(lk, spec),
+                                                         "baselineCache": cached or None}))
+        self.cluster.event(body, "Normal", "StageComplete", msg)
+        log.info("%s/%s: %s", meta["namespace"], meta["name"], msg)
+        return new
 
     def _fail(self, body: dict, reason: str, message: str, started: bool = True) -> None:
         status = body.get("status") or {}

@@ -59,6 +59,7 @@ def start_generation(generation: int, models: dict, previous: dict | None, at: s
         "promotable": False,
         "jobName": None,
         "resultsRef": None,
+        "progressive": None,
         "startedAt": at,
         "finishedAt": None,
         "conditions": _not_evaluated(generation, "NewGeneration", "evaluation of this generation started",

@@ -16,7 +16,8 @@ phase Failed, reason ResultsUntrusted — never a verdict. The checks, in order:
                   (checked before anything is decompressed past the limit);
 * ``checksum``    SHA-256 of the reassembled payload matches the head's annotation;
 * ``format``      gzip of a JSON object in the compact format;
-* ``model`` / ``tasks`` / ``limit``  the run block the runner recorded matches the spec, and
+* ``model`` / ``tasks`` / ``limit`` / ``stage``  the run block the runner recorded matches the
+                  spec (a progressive stage's Job: the stage's share of the documents), and
                   every planned task has a score.
 
 Reused baselines (the baseline cache, `baseline.resultsFrom`) are trusted only through a
@@ -62,6 +63,7 @@ class Expected:
 
     model: str | None
     tasks: tuple[tuple[str, int | None, int | None], ...]  # (name, shots, limit); shots None: the task's own
+    fraction: float | None = None  # a progressive stage's share of every task (None: every document)
 
 
 @dataclass
@@ -178,13 +180,14 @@ def decode(payload: bytes, limits: Limits, *, shape: str = "tasks") -> dict:
     return doc
 
 
-def expected(spec, model: str | None) -> Expected:
-    """What a role of `spec` must have run: the runner's task plan (shots, limits)."""
+def expected(spec, model: str | None, fraction: float | None = None) -> Expected:
+    """What a role of `spec` must have run: the runner's task plan (shots, limits, and a progressive
+    stage's share of the documents)."""
     from quantgate.lmeval.suites import resolve_tasks
 
     suite = None if spec.tasks else spec.effective_suite
     tasks = tuple((t.name, t.num_fewshot, t.limit or spec.limit) for t in resolve_tasks(suite, spec.tasks))
-    return Expected(model=model, tasks=tasks)
+    return Expected(model=model, tasks=tasks, fraction=fraction)
 
 
 def check_spec(doc: dict, want: Expected, *, check_model: bool = True) -> None:
@@ -198,6 +201,7 @@ def check_spec(doc: dict, want: Expected, *, check_model: bool = True) -> None:
     if not isinstance(plan, list) or not all(isinstance(t, dict) for t in plan):
         raise Untrusted("tasks", "results carry no task plan")
     got = {str(t.get("name")): (t.get("numFewshot"), t.get("limit")) for t in plan}
+    fractions = {str(t.get("name")): t.get("fraction") for t in plan}
     for name, shots, limit in want.tasks:
         if name not in got:
             raise Untrusted("tasks", f"results do not include task {name}")
@@ -205,6 +209,9 @@ def check_spec(doc: dict, want: Expected, *, check_model: bool = True) -> None:
             raise Untrusted("tasks", f"task {name} ran with {got[name][0]} shots, the spec asks for {shots}")
         if got[name][1] != limit:
             raise Untrusted("limit", f"task {name} ran with limit {got[name][1]}, the spec asks for {limit}")
+        if fractions[name] != want.fraction:
+            raise Untrusted("stage", f"task {name} ran on share {fractions[name]!r} of its documents, this "
+                            f"stage asks for {want.fraction!r}")
         if name not in doc["tasks"]:
             raise Untrusted("tasks", f"results have no score for task {name}")
     extra = sorted(set(got) - {n for n, _, _ in want.tasks})
@@ -225,10 +232,14 @@ def verify_job_results(head: dict, parts: list[dict], *, role: str, job: dict, p
 
 def evidence_entries(source: dict | None) -> list[dict]:
     """The results objects a (trusted, operator-written) evaluation status vouches for."""
-    ev = ((source or {}).get("status") or {}).get("evidence") or {}
+    status = (source or {}).get("status") or {}
+    ev = status.get("evidence") or {}
     out = [r for r in ev.get("results") or [] if isinstance(r, dict) and r.get("role") == "baseline"]
     if isinstance(ev.get("baselineCache"), dict):
         out.append(ev["baselineCache"])
+    # a progressive evaluation's stage cache entries, listed as each stage was verified
+    staged = (status.get("progressive") or {}).get("baselineCache")
+    out += [e for e in staged if isinstance(e, dict)] if isinstance(staged, list) else []
     return out
 
 

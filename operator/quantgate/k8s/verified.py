@@ -20,6 +20,7 @@ class Outcome:
     baseline: object  # RunResults
     candidate: object
     evidence: dict
+    plan: list | None = None  # the baseline's task plan as its runner recorded it (a stage's document counts)
 
 
 def limits_of(settings) -> trust.Limits:
@@ -184,15 +185,18 @@ def _write_cache(cluster, body: dict, job: dict, verified: trust.Verified, limit
     return {"role": "baseline", "name": name, "uid": head["metadata"]["uid"], "sha256": digest}
 
 
-def gather(cluster, body: dict, spec, job: dict, settings, reused: str | None, shards: int = 1) -> Outcome:
+def gather(cluster, body: dict, spec, job: dict, settings, reused: str | None, shards: int = 1,
+           fraction: float | None = None) -> Outcome:
     """Both roles' results for `job` (this generation's runner Job), verified; see module doc.
-    `shards` > 1: an Indexed Job whose roles were published in that many shares (merged here)."""
+    `shards` > 1: an Indexed Job whose roles were published in that many shares (merged here).
+    `fraction`: `job` runs a progressive stage on that share of the documents (checked against the
+    run record, and against a reused stage baseline's)."""
     ns = body["metadata"]["namespace"]
     job_name = job["metadata"]["name"]
     limits = limits_of(settings)
-    runs, entries, cache = {}, [], None
+    runs, entries, cache, plan = {}, [], None, None
     for role in names.ROLES:
-        want = trust.expected(spec, _model_of(spec, role, None))
+        want = trust.expected(spec, _model_of(spec, role, None), fraction)
         if role == "baseline" and reused:
             v = _reused(cluster, ns, reused, spec, want, limits)
             entries.append(_entry(role, reused, v, reused=True))
@@ -204,13 +208,15 @@ def gather(cluster, body: dict, spec, job: dict, settings, reused: str | None, s
                 v, pod = _job_role(cluster, ns, name, role, job, want, limits)
             entries.append(_entry(role, name, v, reused=False, pod=pod))
         runs[role] = _from_compact(v.compact, f"{ns}/{entries[-1]['name']}")
+        if role == "baseline":
+            plan = v.run.get("tasks")
         if role == "baseline" and not reused and settings.baseline_cache and shards == 1:
-            cache = _write_cache(cluster, body, job, v, limits)
+            cache = _write_cache(cluster, body, job, v, limits)  # a stage's: under its stage key (k8s/stages.py)
         del v
     evidence = {"jobName": job_name, "jobUID": job["metadata"].get("uid"), "results": entries}
     if cache:
         evidence["baselineCache"] = cache
-    return Outcome(runs["baseline"], runs["candidate"], evidence)
+    return Outcome(runs["baseline"], runs["candidate"], evidence, plan)
 
 
 def refusal(cluster, ns: str, refs: dict, roles, job: dict, settings) -> str | None:

@@ -25,12 +25,28 @@ from quantgate.lmeval.results import RunResults, load_run
 def populations(run_dir: Path) -> dict[str, int]:
     """Leaf task → documents of the full task, from a stage's manifest."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
+    return plan_populations(manifest.get("tasks"), str(run_dir))
+
+
+def plan_populations(plan, where: str) -> dict[str, int]:
+    """Leaf task → documents of the full task, from a stage's task plan (the manifest's `tasks`,
+    which the results channel carries as the run record's `tasks`)."""
     out: dict[str, int] = {}
-    for task in manifest.get("tasks") or []:
-        out.update(task.get("documents") or {})
+    for task in plan or []:
+        docs = task.get("documents") if isinstance(task, dict) else None
+        if isinstance(docs, dict):
+            out.update({str(k): v for k, v in docs.items() if isinstance(v, int) and v > 0})
     if not out:
-        raise InputError(f"{run_dir}: not a progressive stage (its manifest lists no document counts)")
+        raise InputError(f"{where}: not a progressive stage (its task plan lists no document counts)")
     return out
+
+
+def look_at(baseline: RunResults, candidate: RunResults, policy: Policy, sizes: dict[str, int], *,
+            stage: int, stages: int, confidence: float) -> Look:
+    """The stopping rule's look at one stage's two runs (the local loop and the operator both use it)."""
+    samples = task_samples(baseline, candidate, policy, sizes)
+    rule = rule_for(policy, [t.task for t in samples])
+    return look(samples, rule, stage=stage, stages=stages, confidence=confidence)
 
 
 def task_samples(baseline: RunResults, candidate: RunResults, policy: Policy,
@@ -47,6 +63,8 @@ def task_samples(baseline: RunResults, candidate: RunResults, policy: Policy,
                                  "from both models")
             if bs.digest != cs.digest:
                 raise InputError(f"task {leaf}: the two models answered different documents in this stage")
+            if leaf not in sizes:
+                raise InputError(f"task {leaf}: the stage's task plan does not say how many documents it has")
             strata.append(Stratum.of(sizes[leaf], bs.values[metric], cs.values[metric]))
         out.append(TaskSample(task, strata, baseline.higher_is_better(task, metric)))
     return out
@@ -77,10 +95,8 @@ def run_progressive(run_stage: Callable[[float], tuple[Path, Path]], policy: Pol
     for k, fraction in enumerate(stages, start=1):
         b_dir, c_dir = run_stage(fraction)
         baseline, candidate = load_run(b_dir), load_run(c_dir)
-        sizes = populations(b_dir)
-        samples = task_samples(baseline, candidate, policy, sizes)
-        rule = rule_for(policy, [t.task for t in samples])
-        lk = look(samples, rule, stage=k, stages=len(stages), confidence=confidence)
+        lk = look_at(baseline, candidate, policy, populations(b_dir), stage=k, stages=len(stages),
+                     confidence=confidence)
         log(stage_line(lk, fraction))
         history.append({"stage": k, "fraction": fraction, "itemsEvaluated": lk.items_evaluated,
                         "itemsTotal": lk.items_total, "averageDrop": round(lk.average_drop, 4),

@@ -1,0 +1,110 @@
+"""Progressive evaluation in the cluster (pure): which stage's Job runs, and what status says.
+
+A progressive evaluation (spec.progressive) runs stage k (1-based) as its own runner Job,
+`names.job_name(evaluation, generation, k)`, which evaluates both models on the first
+ceil(share_k * N) documents of every (sub)task in the runner's seeded order (`quantgate run
+--fraction share_k`). Once that Job's results pass the trust checks, the operator looks at them
+with the same stopping rule as `quantgate evaluate --local --progressive`
+(quantgate.lmeval.progressive_run.look_at) and either writes the verdict or moves
+status.progressive.stage on to k + 1, whose Job the next step creates.
+
+status.progressive.stage is the stage whose Job runs now (or the last one run, once decided);
+the look fields (itemsEvaluated, itemsTotal, reason, per-task items) describe the last stage
+that completed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from quantgate.api.v1alpha1 import ModelEvaluationSpec
+from quantgate.decision.progressive import Look
+
+
+def current(spec: ModelEvaluationSpec, status: dict | None) -> int | None:
+    """The stage whose Job this generation runs now; None when the evaluation is not progressive.
+    The stage lives in status.progressive, which starting a generation clears."""
+    if spec.progressive is None:
+        return None
+    stage = ((status or {}).get("progressive") or {}).get("stage")
+    if isinstance(stage, int) and not isinstance(stage, bool) and 1 <= stage <= len(spec.progressive.stages):
+        return stage
+    return 1
+
+
+def stage_key(baseline_key: str, fraction: float) -> str:
+    """The baseline cache key of one stage: the baseline's key (quantgate.k8s.cache: identity, model,
+    task plan, lm-eval version) and the stage's share. The runner's seed is fixed, so equal keys
+    mean the same documents. 40 hex chars (fits a label value); never equal to a full run's key."""
+    return hashlib.sha256(f"{baseline_key}|progressive-stage|{fraction!r}".encode()).hexdigest()[:40]
+
+
+def cache_entries(status: dict | None, new: dict | None) -> list[dict]:
+    """status.progressive.baselineCache with `new` (a stage's entry just written) added."""
+    old = ((status or {}).get("progressive") or {}).get("baselineCache") or []
+    out = [e for e in old if isinstance(e, dict)]
+    if new and all(e.get("name") != new.get("name") for e in out):
+        out.append(new)
+    return out
+
+
+def _num(x: float, digits: int = 4) -> float | None:
+    return round(x, digits) if math.isfinite(x) else None
+
+
+def _interval(pair: tuple[float, float]) -> list[float] | None:
+    lo, hi = _num(pair[0]), _num(pair[1])
+    return None if lo is None or hi is None else [lo, hi]
+
+
+def running(spec: ModelEvaluationSpec, stage: int) -> dict:
+    """status.progressive (merge patch) when stage `stage`'s Job is created."""
+    assert spec.progressive is not None
+    return {"stage": stage, "stages": list(spec.progressive.stages), "confidence": spec.progressive.confidence}
+
+
+def looked(lk: Look, spec: ModelEvaluationSpec) -> dict:
+    """status.progressive (merge patch) after the look at a completed stage: where the evaluation
+    goes on (stage + 1) or, when the look stops, where it ended (with stoppedEarly)."""
+    assert spec.progressive is not None
+    out = {
+        **running(spec, lk.stage if lk.stop else lk.stage + 1),
+        "itemsEvaluated": lk.items_evaluated,
+        "itemsTotal": lk.items_total,
+        "reason": lk.reason,
+        "averageDrop": _num(lk.average_drop),
+        "averageDropInterval": _interval(lk.average_ci),
+        "tasks": [{"task": e.task, "itemsEvaluated": e.n, "itemsTotal": e.population, "drop": _num(e.drop),
+                   "dropInterval": _interval(e.ci)} for e in lk.tasks],
+        "stoppedEarly": (lk.items_evaluated < lk.items_total) if lk.stop else None,
+    }
+    return out
+
+
+def stage_message(lk: Look, fraction: float) -> str:
+    """The one-line status message after a stage that does not settle the verdict."""
+    lo, hi = lk.average_ci
+    return (f"stage {lk.stage}/{lk.stages} ({fraction:.0%}) done: {lk.items_evaluated} of {lk.items_total} documents "
+            f"per model; average drop {lk.average_drop:.2f} in [{lo:.2f}, {hi:.2f}] allows {lk.possible[0].value} "
+            f"to {lk.possible[1].value}; running stage {lk.stage + 1}")
+
+
+def look(run, spec: ModelEvaluationSpec, policy, stage: int, where: str) -> Look:
+    """The stopping rule's look at a stage's verified results (`run`: quantgate.k8s.verified.Outcome);
+    the document counts come from the baseline's recorded task plan. Raises InputError (one line)
+    when the results cannot be looked at (no per-document samples, different documents)."""
+    from quantgate.lmeval.progressive_run import look_at, plan_populations
+
+    assert spec.progressive is not None
+    return look_at(run.baseline, run.candidate, policy, plan_populations(run.plan, where), stage=stage,
+                   stages=len(spec.progressive.stages), confidence=spec.progressive.confidence)
+
+
+def outcome(baseline, candidate, policy, lk: Look, spec: ModelEvaluationSpec):
+    """The comparison a stopping look settles: the same as the local path's (the full suite's verdict,
+    the items used per task)."""
+    from quantgate.lmeval.progressive_run import outcome as local_outcome
+
+    assert spec.progressive is not None
+    return local_outcome(baseline, candidate, policy, lk, spec.progressive.stages, spec.progressive.confidence)
