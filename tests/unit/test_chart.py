@@ -81,7 +81,7 @@ def test_defaults():
                             "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment",
                             "ClusterRole", "ClusterRole",  # tenant roles aggregated into admin/edit/view
                             "Role", "RoleBinding"]  # the leader-election Lease
-                           + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 6)  # matrix-secret-access too
+                           + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 7)  # and the matrix ones
     (deploy,) = of_kind(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
     pod = deploy["spec"]["template"]["spec"]

@@ -281,12 +281,6 @@ class FakeCluster:
         self.created.append(name)
         return copy.deepcopy(obj)
 
-    def replace_evaluation_spec(self, child, spec):
-        obj = self.evals[child["metadata"]["name"]]
-        obj["spec"] = copy.deepcopy(spec)
-        obj["metadata"]["generation"] += 1
-        return copy.deepcopy(obj)
-
     def delete_evaluation(self, ns, name, uid):
         self.evals.pop(name)
         self.deleted.append(name)
@@ -349,22 +343,25 @@ def test_a_foreign_modelevaluation_with_a_childs_name_is_left_alone():
     assert cluster.matrix["status"]["selected"] == "int4-g64"
 
 
-def test_a_spec_edit_reaches_the_children_and_a_removed_candidate_is_deleted():
+def test_a_spec_edit_recreates_the_children_and_a_removed_candidate_is_deleted():
     cluster, rec = make()
     rec.reconcile("ns", "seed")
-    for name in ("seed-int8",):
-        cluster.settle(name, succeeded("Ship", 0.8))
+    cluster.settle("seed-int8", succeeded("Ship", 0.8))
     rec.reconcile("ns", "seed")
     doc = spec_doc(profile="math-tutoring")
     doc["candidates"] = doc["candidates"][:2]
     cluster.matrix["spec"] = doc
     cluster.matrix["metadata"]["generation"] = 2
     rec.reconcile("ns", "seed")
-    assert cluster.deleted == ["seed-int4-g64"]
-    assert cluster.evals["seed-int8"]["spec"]["profile"] == "math-tutoring"
-    assert cluster.evals["seed-int8"]["metadata"]["generation"] == 2
+    assert sorted(cluster.deleted) == ["seed-int4-g128", "seed-int4-g64", "seed-int8"]
     status = cluster.matrix["status"]
     assert status["observedGeneration"] == 2 and status["rowsDone"] == "0/2" and "selected" not in status
+    assert [r["reason"] for r in status["rows"]] == ["SpecUpdated", "SpecUpdated"]
+    rec.reconcile("ns", "seed")  # the pilot again, with the new spec; the rest after it
+    assert cluster.evals["seed-int8"]["spec"]["profile"] == "math-tutoring" and "seed-int4-g128" not in cluster.evals
+    cluster.settle("seed-int8", succeeded("Ship", 0.8))
+    rec.reconcile("ns", "seed")
+    assert cluster.evals["seed-int4-g128"]["spec"]["profile"] == "math-tutoring"
 
 
 def test_an_invalid_spec_fails_the_matrix():

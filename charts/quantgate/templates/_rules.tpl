@@ -7,11 +7,11 @@ the chart's ServiceAccounts) and that nothing more is allowed.
 
 {{/* The operator, in each watched namespace (or cluster-wide). */}}
 {{- define "quantgate.operatorRules" -}}
-# Watch evaluations; the operator writes their status (it adds no finalizer). It creates, updates the
-# spec of and deletes only the child ModelEvaluations of a ModelEvaluationMatrix (owned by the matrix).
+# Watch evaluations; the operator writes their status (it adds no finalizer). It creates and deletes
+# only the child ModelEvaluations of a ModelEvaluationMatrix (admission policy <fullname>-matrix-children).
 - apiGroups: [quantgate.io]
   resources: [modelevaluations]
-  verbs: [get, list, watch, create, update, delete]
+  verbs: [get, list, watch, create, delete]
 # The verdict: one status patch per generation.
 - apiGroups: [quantgate.io]
   resources: [modelevaluations/status]

@@ -124,20 +124,8 @@ class Cluster:
                 return None
             raise
 
-    def replace_evaluation_spec(self, child: dict, spec: dict) -> dict:
-        """Replace a child's spec (a new generation); Conflict if it changed since we read it."""
-        meta = child["metadata"]
-        body = {"apiVersion": child["apiVersion"], "kind": child["kind"], "metadata": meta, "spec": spec}
-        try:
-            return self.custom.replace_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL,
-                                                                meta["name"], body)
-        except ApiException as exc:
-            if exc.status in (409, 404):
-                raise Conflict(f"{meta['namespace']}/{meta['name']} changed") from None
-            raise
-
     def delete_evaluation(self, namespace: str, name: str, uid: str) -> None:
-        """Delete a child whose candidate left the matrix (only that object: UID precondition)."""
+        """Delete a child of a matrix whose candidate left it or changed (only that object: UID precondition)."""
         try:
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
                                                         body={"preconditions": {"uid": uid}})

@@ -7,8 +7,9 @@ ModelEvaluations and moves them along:
   find the baseline results it ran in the baseline cache (a cache entry counts only once its
   evaluation's status vouches for it, which is written with the verdict) and run the
   candidate alone: one baseline run for the whole matrix (docs/operator.md, "Decision matrix");
-* a child whose spec differs from what the matrix wants (the matrix was edited) gets the new
-  spec; a child of a candidate that left the list is deleted; a ModelEvaluation of a child's
+* a child whose spec differs from what the matrix wants (the matrix was edited) is deleted and
+  created again with the new spec (the operator never updates a ModelEvaluation); a child of a
+  candidate that left the list is deleted; a ModelEvaluation of a child's
   name that this matrix does not own is never touched (its row fails as NameTaken);
 * the status (rows, rowsDone, selected) is rewritten from the children whenever it changed.
 
@@ -114,9 +115,11 @@ class MatrixReconciler:
                         self.cluster.get_evaluation(ns, want["metadata"]["name"])
                     log.info("%s/%s: created ModelEvaluation %s", ns, name, want["metadata"]["name"])
             elif mx.owned(child, uid) and not same_spec(child.get("spec"), want["spec"]):
-                children[cname] = self.cluster.replace_evaluation_spec(child, want["spec"])
+                # delete and create again (next reconcile): the operator never updates a ModelEvaluation
+                self.cluster.delete_evaluation(ns, child["metadata"]["name"], child["metadata"]["uid"])
                 stale.add(cname)
-                log.info("%s/%s: updated the spec of ModelEvaluation %s", ns, name, want["metadata"]["name"])
+                log.info("%s/%s: deleted ModelEvaluation %s to create it with the new spec", ns, name,
+                         want["metadata"]["name"])
         self._drop_removed(ns, name, uid, {w["metadata"]["name"] for w in wanted.values()})
         rows = [mx.row(c, wanted[c.name]["metadata"]["name"], children[c.name], uid, stale=c.name in stale)
                 for c in spec.candidates]
