@@ -372,3 +372,51 @@ def test_an_invalid_spec_fails_the_matrix():
     status = cluster.matrix["status"]
     assert status["phase"] == "Failed" and status["reason"] == "InvalidSpec" and "size" in status["message"]
     assert cluster.created == []
+
+
+# ---------------------------------------------------------------------------- handlers and the work queue
+
+
+def test_matrix_and_child_events_drive_the_matrix_through_the_one_work_queue(monkeypatch):
+    import asyncio
+
+    from quantgate.k8s import handlers
+    from quantgate.k8s.workqueue import WorkQueue
+
+    cluster, rec = make()
+    fast = Settings(poll_interval_s=30.0)  # only events move it in this test
+    rec.settings = fast
+    for name in ("_bodies", "_finished_jobs", "_dependents", "_depends_on", "_last_full"):
+        monkeypatch.setattr(handlers, name, {})
+    for name in ("observe", "forget", "observe_matrix", "forget_matrix"):
+        monkeypatch.setattr(handlers.metrics, name, lambda *a, **k: None)
+    monkeypatch.setitem(handlers._state, "executor", None)
+    monkeypatch.setitem(handlers._state, "matrix_reconciler", rec)
+    monkeypatch.setitem(handlers._state, "settings", fast)
+
+    async def scenario():
+        queue = WorkQueue(handlers._reconcile_key, workers=2)
+        monkeypatch.setitem(handlers._state, "queue", queue)
+        queue.start()
+        try:
+            handlers.observe_matrix("ADDED", "ns", "seed", cluster.matrix)
+            await until(lambda: cluster.created == ["seed-int8"])
+            cluster.settle("seed-int8", succeeded("Ship", 0.8))
+            handlers.observe_evaluation("MODIFIED", "ns", "seed-int8", cluster.evals["seed-int8"])
+            await until(lambda: len(cluster.created) == 3)
+            # someone else's evaluation does not wake the matrix
+            patches = cluster.patches
+            handlers.observe_evaluation("MODIFIED", "ns", "other", child("other", succeeded("Ship", 0.1), owner=None))
+            await asyncio.sleep(0.2)
+            assert cluster.patches == patches
+        finally:
+            await queue.stop()
+
+    async def until(check, timeout=10.0):
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while not check():
+            assert loop.time() < end, "condition not reached"
+            await asyncio.sleep(0.02)
+
+    asyncio.run(scenario())
