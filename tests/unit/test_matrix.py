@@ -301,7 +301,7 @@ def make(spec=None):
 
 def test_the_first_candidate_runs_alone_then_the_rest_reuse_its_baseline():
     cluster, rec = make()
-    assert rec.reconcile("ns", "seed") == Settings().poll_interval_s
+    assert rec.reconcile("ns", "seed") == Settings().running_requeue_s
     assert cluster.created == ["seed-int8"]
     assert cluster.matrix["status"]["rowsDone"] == "0/3"
     rec.reconcile("ns", "seed")

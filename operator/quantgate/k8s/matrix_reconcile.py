@@ -81,8 +81,9 @@ class MatrixReconciler:
                 continue
             if self.metrics:
                 self.metrics.observe_matrix(namespace, name, status)
+            # rows move on their children's events; the requeue only backs up a missed one
             return None if status.get("phase") in (Phase.SUCCEEDED.value, Phase.FAILED.value) \
-                else self.settings.poll_interval_s
+                else self.settings.running_requeue_s
         raise Conflict(f"{namespace}/{name}: five conflicting writes in a row")
 
     def _write(self, body: dict, patch: dict) -> dict:
@@ -100,7 +101,8 @@ class MatrixReconciler:
             wanted = {c.name: mx.child_body(body, spec, c) for c in spec.candidates}
         except ValidationError as exc:
             return self._write(body, {"phase": Phase.FAILED.value, "reason": "InvalidSpec", "message": _error(exc),
-                                      "observedGeneration": gen, "selected": None, "selectionReason": None})
+                                      "observedGeneration": gen, "rows": None, "rowsDone": None, "selected": None,
+                                      "selectionReason": None})
         children = {c: self.cluster.get_evaluation(ns, w["metadata"]["name"]) for c, w in wanted.items()}
         pilot = spec.candidates[0].name
         pilot_child = children[pilot]
