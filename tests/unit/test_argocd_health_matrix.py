@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from test_argocd_health import VALID, gopher_lua, run_gopher, run_lupa  # noqa: F401  (gopher_lua: fixture)
+from test_argocd_health_engine import healthcheck  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_DIR = ROOT / "manifests/argocd/health/quantgate.io/ModelEvaluationMatrix"
@@ -64,3 +65,14 @@ def test_argocd_cm_and_helm_values_embed_it():
     values = yaml.safe_load((ROOT / "manifests/argocd/helm-values.yaml").read_text())
     assert values["configs"]["cm"][KEY] == SCRIPT
     assert KEY.split(".", 3)[3] == "quantgate.io_ModelEvaluationMatrix"
+
+
+def test_health_cases_under_argocd_itself(healthcheck):  # noqa: F811
+    """The same cases through Argo CD v3.6.1's own code (tools/argocd/healthcheck, `make tools-argo`),
+    reading the argocd-cm a user applies: the matrix key is picked by the objects' group and kind."""
+    from test_argocd_health_engine import ARGOCD_CM, assess
+
+    code, by_path = assess(healthcheck, ARGOCD_CM, CHECK_DIR / "health_test.yaml")
+    assert code == 0, by_path
+    for path, _, want in CASES:
+        assert by_path[path]["got"] == want, by_path[path]
