@@ -420,3 +420,17 @@ def test_matrix_and_child_events_drive_the_matrix_through_the_one_work_queue(mon
             await asyncio.sleep(0.02)
 
     asyncio.run(scenario())
+
+
+def test_a_candidate_added_with_an_edit_waits_for_the_first_row_of_the_new_spec():
+    cluster, rec = make()
+    rec.reconcile("ns", "seed")
+    cluster.settle("seed-int8", succeeded("Ship", 0.8))
+    doc = spec_doc(profile="math-tutoring")
+    doc["candidates"].append({"name": "int3", "size": "4Gi", **isvc("int3")})
+    cluster.matrix["spec"] = doc
+    cluster.matrix["metadata"]["generation"] = 2
+    rec.reconcile("ns", "seed")
+    assert "seed-int3" not in cluster.created  # the first row (new spec) runs alone again
+    rec.reconcile("ns", "seed")
+    assert cluster.created[-1] == "seed-int8" and "seed-int3" not in cluster.created

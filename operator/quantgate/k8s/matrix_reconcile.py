@@ -106,7 +106,9 @@ class MatrixReconciler:
         children = {c: self.cluster.get_evaluation(ns, w["metadata"]["name"]) for c, w in wanted.items()}
         pilot = spec.candidates[0].name
         pilot_child = children[pilot]
-        gate_open = pilot_child is not None and (not mx.owned(pilot_child, uid) or is_settled(pilot_child))
+        # the first row has run the baseline (or cannot: its name is taken) for the spec wanted now
+        gate_open = pilot_child is not None and (not mx.owned(pilot_child, uid) or (
+            is_settled(pilot_child) and same_spec(pilot_child.get("spec"), wanted[pilot]["spec"])))
         stale: set[str] = set()
         for cname, want in wanted.items():
             child = children[cname]
