@@ -48,7 +48,9 @@ e2e-gitops: venv tools tools-argo system-deps
 
 crd: venv
 	$(BIN)/quantgate crd -o manifests/crd/modelevaluations.quantgate.io.yaml
-	cp manifests/crd/modelevaluations.quantgate.io.yaml charts/quantgate/crds/  # the chart ships the same CRD
+	$(BIN)/quantgate crd --kind ModelEvaluationMatrix -o manifests/crd/modelevaluationmatrices.quantgate.io.yaml
+	cp manifests/crd/modelevaluations.quantgate.io.yaml manifests/crd/modelevaluationmatrices.quantgate.io.yaml \
+		charts/quantgate/crds/  # the chart ships the same CRDs
 
 # Plain install YAML (manifests/install/) and the chart's copies of the CRD and alert rules, from the chart.
 manifests: tools

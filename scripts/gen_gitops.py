@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Renders the GitOps files that embed another file, so there is one source for each:
 
-- health.lua            -> argocd-cm snippet, argo-cd Helm values, kustomize patch
+- health.lua (ModelEvaluation, ModelEvaluationMatrix) -> argocd-cm snippet, argo-cd Helm values, kustomize patch
 - PrometheusRule        -> plain rules file for promtool (check rules / test rules)
 - dashboard JSON        -> Grafana sidecar ConfigMap
 
@@ -22,6 +22,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 HEALTH_LUA = ROOT / "manifests/argocd/health/quantgate.io/ModelEvaluation/health.lua"
 HEALTH_KEY = "resource.customizations.health.quantgate.io_ModelEvaluation"
+MATRIX_HEALTH_LUA = ROOT / "manifests/argocd/health/quantgate.io/ModelEvaluationMatrix/health.lua"
+MATRIX_HEALTH_KEY = "resource.customizations.health.quantgate.io_ModelEvaluationMatrix"
 PROMETHEUS_RULE = ROOT / "manifests/prometheus/prometheusrule.yaml"
 PROMTOOL_RULES = ROOT / "manifests/prometheus/promtool/quantgate-rules.yaml"
 DASHBOARD_JSON = ROOT / "manifests/prometheus/dashboards/quantgate.json"
@@ -38,26 +40,34 @@ def _src(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def argocd_cm(lua: str, namespace: bool = True) -> str:
+def _sources() -> str:
+    return f"{_src(HEALTH_LUA)} and {_src(MATRIX_HEALTH_LUA)}"
+
+
+def _keys(scripts: dict[str, str], indent: int) -> str:
+    return "".join(" " * (indent - 2) + f"{key}: |\n" + _block(lua, indent) for key, lua in scripts.items())
+
+
+def argocd_cm(scripts: dict[str, str], namespace: bool = True) -> str:
     # Argo CD's install.yaml has no namespaces (kustomize sets them after patching), so the
     # kustomize patch must not name one or it matches nothing.
     usage = ("# Paste into argocd-cm, or: kubectl -n argocd patch configmap argocd-cm --type merge --patch-file THIS\n"
              if namespace else "# Strategic-merge patch for Argo CD's install.yaml (see kustomization.yaml).\n")
     return (
-        GENERATED.format(src=_src(HEALTH_LUA))
+        GENERATED.format(src=_sources())
         + usage
         + "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n"
         + ("  namespace: argocd\n" if namespace else "")
         + "  labels:\n    app.kubernetes.io/name: argocd-cm\n    app.kubernetes.io/part-of: argocd\n"
-        f"data:\n  {HEALTH_KEY}: |\n" + _block(lua, 4)
+        + "data:\n" + _keys(scripts, 4)
     )
 
 
-def helm_values(lua: str) -> str:
+def helm_values(scripts: dict[str, str]) -> str:
     return (
-        GENERATED.format(src=_src(HEALTH_LUA))
+        GENERATED.format(src=_sources())
         + "# Values for the argo-cd Helm chart (argo/argo-cd): helm upgrade argocd argo/argo-cd -f this-file\n"
-        f"configs:\n  cm:\n    {HEALTH_KEY}: |\n" + _block(lua, 6)
+        "configs:\n  cm:\n" + _keys(scripts, 6)
     )
 
 
@@ -82,10 +92,10 @@ def dashboard_configmap(dashboard: str) -> str:
 def render() -> dict[Path, str]:
     """Every generated file and the text it must have."""
     out: dict[Path, str] = {}
-    lua = HEALTH_LUA.read_text()
-    out[ROOT / "manifests/argocd/argocd-cm.yaml"] = argocd_cm(lua)
-    out[ROOT / "manifests/argocd/kustomize/argocd-cm-patch.yaml"] = argocd_cm(lua, namespace=False)
-    out[ROOT / "manifests/argocd/helm-values.yaml"] = helm_values(lua)
+    scripts = {HEALTH_KEY: HEALTH_LUA.read_text(), MATRIX_HEALTH_KEY: MATRIX_HEALTH_LUA.read_text()}
+    out[ROOT / "manifests/argocd/argocd-cm.yaml"] = argocd_cm(scripts)
+    out[ROOT / "manifests/argocd/kustomize/argocd-cm-patch.yaml"] = argocd_cm(scripts, namespace=False)
+    out[ROOT / "manifests/argocd/helm-values.yaml"] = helm_values(scripts)
     if PROMETHEUS_RULE.exists():
         out[PROMTOOL_RULES] = promtool_rules(PROMETHEUS_RULE.read_text())
     if DASHBOARD_JSON.exists():

@@ -119,6 +119,49 @@ def forget(namespace: str, name: str) -> None:
         _STATUSES.statuses.pop((namespace, name), None)
 
 
+class _MatrixCollector:
+    """Per-matrix gauges from each ModelEvaluationMatrix status: which row is selected, and how
+    many rows have settled of how many."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.matrices: dict[tuple[str, str], tuple] = {}
+
+    def collect(self):
+        with self.lock:
+            items = sorted(self.matrices.items())
+        labels = ("namespace", "matrix")
+        selected = GaugeMetricFamily("quantgate_matrix_selected", "1 for the variant the matrix selected, 0 for "
+                                     "its other variants (every 0: none selected).", labels=labels + ("variant",))
+        done = GaugeMetricFamily("quantgate_matrix_rows_done", "Rows (child ModelEvaluations) that settled.",
+                                 labels=labels)
+        rows = GaugeMetricFamily("quantgate_matrix_rows", "Rows of the matrix (its candidates).", labels=labels)
+        for (ns, name), (chosen, variants, settled) in items:
+            for variant in variants:
+                selected.add_metric((ns, name, variant), 1.0 if variant == chosen else 0.0)
+            done.add_metric((ns, name), float(settled))
+            rows.add_metric((ns, name), float(len(variants)))
+        return [selected, done, rows]
+
+
+_MATRICES = _MatrixCollector()
+REGISTRY.register(_MATRICES)
+
+
+def observe_matrix(namespace: str, name: str, status: dict | None) -> None:
+    """Make the gauges of one matrix match its status."""
+    status = status or {}
+    rows = status.get("rows") or []
+    settled = sum(1 for r in rows if r.get("phase") in ("Succeeded", "Failed"))
+    with _MATRICES.lock:
+        _MATRICES.matrices[(namespace, name)] = (status.get("selected"), tuple(r.get("name") for r in rows), settled)
+
+
+def forget_matrix(namespace: str, name: str) -> None:
+    with _MATRICES.lock:
+        _MATRICES.matrices.pop((namespace, name), None)
+
+
 def count_verdict(verdict: str, seconds: float | None) -> None:
     EVALUATIONS.labels(verdict).inc()
     if seconds is not None and seconds >= 0:

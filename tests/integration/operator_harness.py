@@ -21,6 +21,7 @@ from quantgate.dev.harness import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "manifests/crd/modelevaluations.quantgate.io.yaml"
+MATRIX_CRD = ROOT / "manifests/crd/modelevaluationmatrices.quantgate.io.yaml"
 KSERVE = ROOT / "manifests/kserve/inferenceservices.serving.kserve.io.yaml"
 RUNNER_RBAC = ROOT / "manifests/rbac/runner.yaml"
 OPERATOR_RBAC = ROOT / "manifests/rbac/operator.yaml"
@@ -31,8 +32,10 @@ LEASE_NAMESPACE = "quantgate-system"  # where manifests/rbac/operator.yaml lets 
 
 
 def install_crds(cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), "-f", str(KSERVE))
-    for name in ("modelevaluations.quantgate.io", "inferenceservices.serving.kserve.io"):
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), "-f", str(MATRIX_CRD),
+                    "-f", str(KSERVE))
+    for name in ("modelevaluations.quantgate.io", "modelevaluationmatrices.quantgate.io",
+                 "inferenceservices.serving.kserve.io"):
         wait_established(cluster, name)
 
 

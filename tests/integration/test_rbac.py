@@ -43,7 +43,8 @@ def rbac(cluster):
     """Two releases with the operator scaled to 0 (only their RBAC matters here): `scoped` watches one
     namespace, `wide` all namespaces. `other` is a namespace neither should reach."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"), "-f", str(KSERVE_CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/modelevaluations.quantgate.io", "--timeout=60s")
+    for crd in ("modelevaluations.quantgate.io", "modelevaluationmatrices.quantgate.io"):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     scoped, wide, other = (create_namespace(cluster, p) for p in ("rbac-scoped", "rbac-wide", "rbac-other"))
     helm(cluster, "install", "scoped", str(CHART), "-n", scoped, "--set", "replicas=0",
          "--set", f"watch.namespaces={{{scoped}}}")
@@ -132,6 +133,37 @@ def test_operator_can_make_every_call_of_its_code(cluster, rbac):
     assert elector.try_acquire_or_renew() and elector.try_acquire_or_renew()  # create, then update
     elector.leading = True
     elector.release()
+    # a matrix: watched, its status patched, its rows (child ModelEvaluations it controls) created and
+    # deleted; the admission policy refuses the operator any other ModelEvaluation
+    matrix = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelEvaluationMatrix", "metadata": {"name": "mx"},
+              "spec": {"baseline": {"endpoint": {"url": "http://127.0.0.1:9"}}, "suite": "local",
+                       "candidates": [{"name": "a", "size": "1Gi", "endpoint": {"url": "http://127.0.0.1:9"}}]}}
+    cluster.apply(matrix, ns)
+    mbody = c.get_matrix(ns, "mx")
+    assert [m["metadata"]["name"] for m in c.list_matrices([ns])] == ["mx"]
+    watch = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modelevaluationmatrices", watch=True,
+                                                 timeout_seconds=1, _preload_content=False)
+    assert watch.status == 200
+    watch.release_conn()
+    assert c.patch_matrix_status(mbody, {"phase": "Running", "message": "rbac test"})["status"]["phase"] == "Running"
+    from quantgate.api.matrix import ModelEvaluationMatrixSpec
+    from quantgate.k8s import matrix as mx
+
+    mspec = ModelEvaluationMatrixSpec.model_validate(mbody["spec"])
+    row = mx.child_body(mbody, mspec, mspec.candidates[0])
+    created = c.create_evaluation(row)
+    assert created is not None and mx.owned(created, mbody["metadata"]["uid"])
+    assert [e["metadata"]["name"] for e in c.evaluations_labeled(ns, f"{mx.LABEL_MATRIX}=mx")] == ["mx-a"]
+    c.delete_evaluation(ns, "mx-a", created["metadata"]["uid"])
+    assert c.get_evaluation(ns, "mx-a") is None
+    orphan = evaluation("not-a-row")
+    orphan["metadata"]["namespace"] = ns
+    with pytest.raises(ApiException) as refused:  # <release>-matrix-children
+        c.create_evaluation(orphan)
+    assert refused.value.status in (403, 422) and "ModelEvaluationMatrix" in refused.value.body
+    with pytest.raises(ApiException) as refused:
+        c.delete_evaluation(ns, "ev", c.get_evaluation(ns, "ev")["metadata"]["uid"])
+    assert "ModelEvaluationMatrix" in refused.value.body
     # kopf's discovery: CRDs, and (watching a list of namespaces) the namespaces
     client.ApiextensionsV1Api(api).list_custom_resource_definition()
     client.CoreV1Api(api).list_namespace()
@@ -220,8 +252,18 @@ TABLE = [
     ("scoped-op", "delete", "configmaps", "scoped", "", None, False),
     ("scoped-op", "list", "pods", "scoped", "", None, False),
     ("scoped-op", "get", "pods", "other", "", None, False),
-    ("scoped-op", "delete", "modelevaluations", "scoped", GROUP, None, False),
+    # a matrix's rows: RBAC allows create and delete; the admission policy <release>-matrix-children allows
+    # them only for ModelEvaluations a matrix controls (test_operator_can_make_every_call_of_its_code)
+    ("scoped-op", "delete", "modelevaluations", "scoped", GROUP, None, True),
+    ("scoped-op", "create", "modelevaluations", "scoped", GROUP, None, True),
     ("scoped-op", "update", "modelevaluations", "scoped", GROUP, None, False),
+    ("scoped-op", "create", "modelevaluations", "other", GROUP, None, False),
+    # matrices: watched, status written; never their spec
+    ("scoped-op", "watch", "modelevaluationmatrices", "scoped", GROUP, None, True),
+    ("scoped-op", "patch", "modelevaluationmatrices", "scoped", GROUP, "status", True),
+    ("scoped-op", "patch", "modelevaluationmatrices", "scoped", GROUP, None, False),
+    ("scoped-op", "delete", "modelevaluationmatrices", "scoped", GROUP, None, False),
+    ("runner", "get", "modelevaluationmatrices", "scoped", GROUP, None, False),
     ("wide-op", "create", "namespaces", None, "", None, False),
     # leases: its own release's Lease only (by name), nothing elsewhere
     ("scoped-op", "update", "leases", "other", "coordination.k8s.io", None, False),

@@ -352,6 +352,45 @@ def test_runner_image_outside_the_allow_list_is_refused_with_how_to_extend_it(en
     create(env["editor"], ns, allowed, dry_run="All")
 
 
+def test_matrix_author_without_secret_access_cannot_name_a_secret_nor_pick_the_runner_image(env):
+    """The operator creates a ModelEvaluationMatrix's rows, so it would pass -secret-access itself:
+    -matrix-secret-access checks the matrix's author (baseline and every candidate), and -runner-image
+    covers matrices too."""
+    ns, cluster = env["ns"], env["cluster"]
+    cluster.kubectl("create", "secret", "generic", "matrix-victim-key", "-n", ns, "--from-literal=api-key=sk-m")
+    cluster.kubectl("create", "role", "matrix-author", "--verb=create,get",
+                    "--resource=modelevaluationmatrices.quantgate.io", "-n", ns)
+    cluster.kubectl("create", "serviceaccount", "matrix-author", "-n", ns)
+    cluster.kubectl("create", "rolebinding", "matrix-author", "--role=matrix-author",
+                    f"--serviceaccount={ns}:matrix-author", "-n", ns)
+    author = impersonate(cluster, ns, "matrix-author", create=False)
+    keyed = {"endpoint": {"url": "http://127.0.0.1:9", "model": "m-x",
+                          "apiKeySecretRef": {"name": "matrix-victim-key"}}}
+
+    def matrix(name, baseline=None, candidate=None, **spec):
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelEvaluationMatrix", "metadata": {"name": name},
+                "spec": {"baseline": baseline or ref("fp16"), **QUICK, **spec, "candidates": [
+                    {"name": "a", "size": "8Gi", **ref("same")}, {"name": "b", "size": "4Gi", **(candidate or ref("int4"))}]}}
+
+    def make(api, body, **kw):
+        return client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, ns, "modelevaluationmatrices", body, **kw)
+
+    wait_for(lambda: client.AuthorizationV1Api(author).create_self_subject_access_review(
+        client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(verb="create", group=GROUP,
+                                                            resource="modelevaluationmatrices", namespace=ns)))
+    ).status.allowed, timeout=60, what="matrix-author role")
+    message = denied(lambda: make(author, matrix("exfil-candidate", candidate=keyed)))
+    assert "spec.candidates" in message and "matrix-victim-key" in message and "may get" in message
+    message = denied(lambda: make(author, matrix("exfil-baseline", baseline=keyed)))
+    assert "spec.baseline" in message and "matrix-victim-key" in message
+    make(author, matrix("plain"), dry_run="All")  # no Secret named: admitted
+    make(env["editor"], matrix("keyed", candidate=keyed), dry_run="All")  # may read it: admitted
+    message = denied(lambda: make(env["editor"], matrix("miner", runner={"image": "evil.example/miner:1"})))
+    assert "evil.example/miner:1" in message and "admission.runnerImages" in message
+
+
 # ------------------------------------------------------------------ crafted results from the Job's own pod
 
 

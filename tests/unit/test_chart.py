@@ -81,7 +81,7 @@ def test_defaults():
                             "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment",
                             "ClusterRole", "ClusterRole",  # tenant roles aggregated into admin/edit/view
                             "Role", "RoleBinding"]  # the leader-election Lease
-                           + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 5)
+                           + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 7)  # and the matrix ones
     (deploy,) = of_kind(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
     pod = deploy["spec"]["template"]["spec"]
@@ -125,11 +125,13 @@ def test_tenant_roles_aggregate_evaluations_but_never_status():
     docs = render()
     tenant = [d for d in of_kind(docs, "ClusterRole") if d not in operator_roles(docs, "ClusterRole")]
     granted = grants(tenant)
-    assert ("quantgate.io", "modelevaluations", "create") in granted
-    assert ("quantgate.io", "modelevaluations", "watch") in granted
-    assert not any(r != "modelevaluations" for _, r, _ in granted), "never status, nothing else"
+    kinds = ("modelevaluations", "modelevaluationmatrices")
+    for resource in kinds:
+        assert ("quantgate.io", resource, "create") in granted
+        assert ("quantgate.io", resource, "watch") in granted
+    assert not any(r not in kinds for _, r, _ in granted), "never status, nothing else"
     view = [d for d in tenant if d["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-view")]
-    assert grants(view) == {("quantgate.io", "modelevaluations", v) for v in ("get", "list", "watch")}
+    assert grants(view) == {("quantgate.io", r, v) for r in kinds for v in ("get", "list", "watch")}
 
 
 def test_admission_policies_bind_to_the_watched_namespaces():
@@ -361,7 +363,8 @@ def test_packaged_chart_carries_crds_schema_and_files_but_not_ci(tmp_path):
     helm("package", str(CHART), "--destination", str(tmp_path))
     (archive,) = tmp_path.glob("quantgate-*.tgz")
     names = set(tarfile.open(archive).getnames())
-    for needed in ("crds/modelevaluations.quantgate.io.yaml", "values.schema.json", "files/prometheusrule.yaml",
+    for needed in ("crds/modelevaluations.quantgate.io.yaml", "crds/modelevaluationmatrices.quantgate.io.yaml",
+                   "values.schema.json", "files/prometheusrule.yaml",
                    "files/servicemonitor.yaml", "templates/NOTES.txt", "README.md"):
         assert f"quantgate/{needed}" in names, needed
     assert not any(n.startswith("quantgate/ci/") for n in names)

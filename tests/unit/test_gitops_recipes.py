@@ -301,9 +301,11 @@ def test_kustomize_patch_merges_into_argocd_cm(kubectl, tmp_path):
     out = subprocess.run([kubectl, "kustomize", str(tmp_path)], capture_output=True, text=True, check=True)
     (cm,) = [d for d in yaml.safe_load_all(out.stdout) if d]
     health = (ARGOCD / "health/quantgate.io/ModelEvaluation/health.lua").read_text()
+    matrix = (ARGOCD / "health/quantgate.io/ModelEvaluationMatrix/health.lua").read_text()
     assert cm["metadata"]["namespace"] == "argocd"
     assert cm["data"] == {"url": "https://argocd.example.com",
-                          "resource.customizations.health.quantgate.io_ModelEvaluation": health}
+                          "resource.customizations.health.quantgate.io_ModelEvaluation": health,
+                          "resource.customizations.health.quantgate.io_ModelEvaluationMatrix": matrix}
 
 
 def test_example_app_renders_with_kustomize(kubectl):

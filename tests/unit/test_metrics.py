@@ -80,3 +80,20 @@ def test_fidelity_gauges_per_multiple_choice_task():
     assert ("quantgate_evaluation_choice_kld", gsm) not in s and ("quantgate_evaluation_top1_agreement", gsm) not in s
     metrics.forget("ns2", "ev2")
     assert not any(("evaluation", "ev2") in k[1] for k in _samples())
+
+
+def test_matrix_gauges_name_the_selected_variant_and_disappear_with_the_matrix():
+    rows = [{"name": "int8", "phase": "Succeeded"}, {"name": "int4-g128", "phase": "Failed"},
+            {"name": "int4-g64", "phase": "Running"}]
+    metrics.observe_matrix("ns3", "seed", {"rows": rows, "rowsDone": "2/3"})
+    s = _samples()
+    labels = lambda v: (("matrix", "seed"), ("namespace", "ns3"), ("variant", v))  # noqa: E731
+    assert [s[("quantgate_matrix_selected", labels(v))] for v in ("int8", "int4-g128", "int4-g64")] == [0, 0, 0]
+    assert s[("quantgate_matrix_rows_done", (("matrix", "seed"), ("namespace", "ns3")))] == 2
+    assert s[("quantgate_matrix_rows", (("matrix", "seed"), ("namespace", "ns3")))] == 3
+    metrics.observe_matrix("ns3", "seed", {"rows": [{**r, "phase": "Succeeded"} for r in rows], "selected": "int8"})
+    s = _samples()
+    assert s[("quantgate_matrix_selected", labels("int8"))] == 1
+    assert s[("quantgate_matrix_selected", labels("int4-g64"))] == 0
+    metrics.forget_matrix("ns3", "seed")
+    assert not any(name.startswith("quantgate_matrix") for name, _ in _samples())

@@ -7,13 +7,21 @@ the chart's ServiceAccounts) and that nothing more is allowed.
 
 {{/* The operator, in each watched namespace (or cluster-wide). */}}
 {{- define "quantgate.operatorRules" -}}
-# Watch evaluations; the operator writes only their status (it adds no finalizer).
+# Watch evaluations; the operator writes their status (it adds no finalizer). It creates and deletes
+# only the child ModelEvaluations of a ModelEvaluationMatrix (admission policy <fullname>-matrix-children).
 - apiGroups: [quantgate.io]
   resources: [modelevaluations]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, create, delete]
 # The verdict: one status patch per generation.
 - apiGroups: [quantgate.io]
   resources: [modelevaluations/status]
+  verbs: [get, patch]
+# Watch decision matrices; the operator writes only their status (rows and selection).
+- apiGroups: [quantgate.io]
+  resources: [modelevaluationmatrices]
+  verbs: [get, list, watch]
+- apiGroups: [quantgate.io]
+  resources: [modelevaluationmatrices/status]
   verbs: [get, patch]
 # One runner Job per generation, watched for its outcome; superseded Jobs are deleted.
 - apiGroups: [batch]

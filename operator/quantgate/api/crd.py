@@ -1,4 +1,4 @@
-"""Generate the ModelEvaluation CRD from the pydantic models.
+"""Generate the ModelEvaluation and ModelEvaluationMatrix CRDs from the pydantic models.
 
 pydantic emits JSON Schema 2020-12; the apiserver wants a *structural* OpenAPI v3
 schema: every node typed, no $ref, no anyOf-with-null for optional fields (optional
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 
 import yaml
 
+from quantgate.api import matrix
 from quantgate.api import v1alpha1 as api
 
 _DROP = {"title", "additionalProperties", "$defs"}
@@ -96,19 +98,18 @@ def _schema_of(model) -> dict:
     return structural(raw, raw.get("$defs", {}))
 
 
-def openapi_schema() -> dict:
-    spec = _schema_of(api.ModelEvaluationSpec)
-    status = _schema_of(api.ModelEvaluationStatus)
+def openapi_schema(kind: str = api.KIND) -> dict:
+    k = KINDS[kind]
     return {
         "type": "object",
-        "description": "A candidate model evaluated against its baseline; the verdict gates promotion.",
+        "description": k.description,
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "APIVersion of this object (quantgate.io/v1alpha1)."},
-            "kind": {"type": "string", "description": "Kind of this object (ModelEvaluation)."},
+            "apiVersion": {"type": "string", "description": f"APIVersion of this object ({api.GROUP}/{api.VERSION})."},
+            "kind": {"type": "string", "description": f"Kind of this object ({kind})."},
             "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
+            "spec": _schema_of(k.spec),
+            "status": _schema_of(k.status),
         },
     }
 
@@ -126,23 +127,58 @@ PRINTER_COLUMNS = [
 ]
 
 
-def crd() -> dict:
+MATRIX_PRINTER_COLUMNS = [
+    {"name": "Selected", "type": "string", "jsonPath": ".status.selected"},
+    {"name": "Rows Done", "type": "string", "jsonPath": ".status.rowsDone"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+@dataclass(frozen=True)
+class Kind:
+    plural: str
+    singular: str
+    short_names: list[str]
+    description: str
+    spec: type
+    status: type
+    columns: list[dict]
+    path: str  # where `make crd` writes it
+
+
+KINDS = {
+    api.KIND: Kind(api.PLURAL, api.SINGULAR, [api.SHORT_NAME],
+                   "A candidate model evaluated against its baseline; the verdict gates promotion.",
+                   api.ModelEvaluationSpec, api.ModelEvaluationStatus, PRINTER_COLUMNS,
+                   "manifests/crd/modelevaluations.quantgate.io.yaml"),
+    matrix.KIND: Kind(matrix.PLURAL, matrix.SINGULAR, matrix.SHORT_NAMES,
+                      "Several candidates evaluated against one baseline (one child ModelEvaluation each); "
+                      "status selects the smallest variant that may ship.",
+                      matrix.ModelEvaluationMatrixSpec, matrix.ModelEvaluationMatrixStatus, MATRIX_PRINTER_COLUMNS,
+                      "manifests/crd/modelevaluationmatrices.quantgate.io.yaml"),
+}
+
+
+def crd(kind: str = api.KIND) -> dict:
+    k = KINDS[kind]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{api.PLURAL}.{api.GROUP}",
+            "name": f"{k.plural}.{api.GROUP}",
             "labels": {"app.kubernetes.io/name": "quantgate", "app.kubernetes.io/part-of": "quantgate"},
         },
         "spec": {
             "group": api.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": api.KIND,
-                "listKind": f"{api.KIND}List",
-                "plural": api.PLURAL,
-                "singular": api.SINGULAR,
-                "shortNames": [api.SHORT_NAME],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": k.plural,
+                "singular": k.singular,
+                "shortNames": list(k.short_names),
                 "categories": [api.CATEGORY],
             },
             "versions": [
@@ -151,8 +187,8 @@ def crd() -> dict:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "additionalPrinterColumns": k.columns,
+                    "schema": {"openAPIV3Schema": openapi_schema(kind)},
                 }
             ],
         },
@@ -170,5 +206,7 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"), list("yYnN"))
 
 
-def render() -> str:
-    return HEADER + yaml.dump(crd(), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+def render(kind: str = api.KIND) -> str:
+    header = HEADER if kind == api.KIND else HEADER.replace(
+        "`quantgate crd`", f"`quantgate crd --kind {kind}`").replace("api/v1alpha1.py", "api/matrix.py")
+    return header + yaml.dump(crd(kind), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)

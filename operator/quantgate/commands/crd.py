@@ -1,4 +1,4 @@
-"""`quantgate crd`: print or write the ModelEvaluation CRD generated from the API models."""
+"""`quantgate crd`: print or write a CRD (ModelEvaluation, ModelEvaluationMatrix) generated from the API models."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 
 DEFAULT_PATH = "manifests/crd/modelevaluations.quantgate.io.yaml"
+KINDS = ("ModelEvaluation", "ModelEvaluationMatrix")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("crd", help="generate the ModelEvaluation CustomResourceDefinition")
+    p = subparsers.add_parser("crd", help="generate the ModelEvaluation (or ModelEvaluationMatrix) CRD")
+    p.add_argument("--kind", choices=KINDS, default=KINDS[0], help="which CRD (default: ModelEvaluation)")
     p.add_argument("-o", "--output", metavar="FILE", help=f"write here instead of stdout (e.g. {DEFAULT_PATH})")
     p.set_defaults(func=run)
 
@@ -17,7 +19,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from quantgate.api.crd import render
 
-    text = render()
+    text = render(args.kind)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from quantgate.decision.comparison import compare
 from quantgate.decision.model import Comparison, Policy, Verdict
 from quantgate.errors import InputError
 from quantgate.lmeval.results import RunResults
+
+if TYPE_CHECKING:
+    from quantgate.decision.selection import Selection
 
 
 @dataclass
@@ -26,18 +30,32 @@ class MatrixRow:
 
 
 @dataclass
+class UnresolvedRow:
+    """A variant without a verdict (a ModelEvaluationMatrix row that failed or has not finished)."""
+
+    name: str
+    size: str | None
+    phase: str  # Failed, Running, Pending, ...
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass
 class Matrix:
     tasks: list[str]
     metrics: dict[str, str]
     rows: list[MatrixRow]
     policy: Policy
+    unresolved: list[UnresolvedRow] = field(default_factory=list)
+    selection: "Selection | None" = None  # given: a ModelEvaluationMatrix's own selection, shown as it is
 
     @property
     def selected(self):
-        """The smallest promotable candidate by size (ties: lower average drop), or none."""
+        """The smallest promotable candidate by size (ties: lower average drop), or none; a
+        ModelEvaluationMatrix's own selection (its selectUpTo rule) when one was given."""
         from quantgate.decision.selection import select
 
-        return select(self.rows[1:])
+        return self.selection if self.selection is not None else select(self.rows[1:])
 
     def dump(self) -> dict:
         """JSON form: the policy, the task columns and one object per row (comparisons in full)."""
@@ -52,6 +70,8 @@ class Matrix:
                      "drops": r.drops, "comparison": r.comparison.dump()} if r.comparison else {})}
                 for r in self.rows
             ],
+            **({"unresolved": [{"name": u.name, "size": u.size, "phase": u.phase, "reason": u.reason,
+                                "message": u.message} for u in self.unresolved]} if self.unresolved else {}),
             "selected": self.selected.dump(),
         }
 

@@ -14,6 +14,7 @@ import uuid
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from quantgate.api.matrix import PLURAL as MATRIX_PLURAL
 from quantgate.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, SecretKeyRef
 from quantgate.k8s import names
 from quantgate.k8s.endpoints import KSERVE_GROUP, KSERVE_PLURAL, KSERVE_VERSION
@@ -80,6 +81,61 @@ class Cluster:
             if exc.status in (409, 404):
                 raise Conflict(f"{meta['namespace']}/{meta['name']} changed") from None
             raise
+
+    # ---- ModelEvaluationMatrices and their child ModelEvaluations -------------------------
+    def get_matrix(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MATRIX_PLURAL, name)
+        except ApiException as exc:
+            if _absent(exc):
+                return None
+            raise
+
+    def list_matrices(self, namespaces: list[str] | None = None) -> list[dict]:
+        """Every matrix in these namespaces (all: empty): the periodic resync (a few per namespace)."""
+        items: list[dict] = []
+        for ns in namespaces or [None]:
+            if ns is None:
+                items += self.custom.list_cluster_custom_object(GROUP, VERSION, MATRIX_PLURAL).get("items") or []
+            else:
+                items += self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, MATRIX_PLURAL).get(
+                    "items") or []
+        return items
+
+    def patch_matrix_status(self, body: dict, status_patch: dict) -> dict:
+        """Merge-patch a matrix's status, guarded by the resourceVersion we read."""
+        meta = body["metadata"]
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status_patch}
+        try:
+            return self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, meta["namespace"], MATRIX_PLURAL, meta["name"], patch)
+        except ApiException as exc:
+            if exc.status in (409, 404):
+                raise Conflict(f"{meta['namespace']}/{meta['name']} changed") from None
+            raise
+
+    def create_evaluation(self, body: dict) -> dict | None:
+        """Create a child ModelEvaluation; None when one of that name exists (the caller re-reads)."""
+        try:
+            return self.custom.create_namespaced_custom_object(GROUP, VERSION, body["metadata"]["namespace"],
+                                                               PLURAL, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    def delete_evaluation(self, namespace: str, name: str, uid: str) -> None:
+        """Delete a child of a matrix whose candidate left it or changed (only that object: UID precondition)."""
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                        body={"preconditions": {"uid": uid}})
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    def evaluations_labeled(self, namespace: str, selector: str) -> list[dict]:
+        return self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                         label_selector=selector).get("items") or []
 
     # ---- Jobs ------------------------------------------------------------------------
     def get_job(self, namespace: str, name: str) -> dict | None:

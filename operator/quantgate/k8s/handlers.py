@@ -36,10 +36,13 @@ import time
 import kopf
 
 from quantgate import metrics
+from quantgate.api.matrix import PLURAL as MATRIX_PLURAL
 from quantgate.api.v1alpha1 import GROUP, PLURAL, VERSION
+from quantgate.k8s import matrix as mx
 from quantgate.k8s import names
 from quantgate.k8s.endpoints import KSERVE_GROUP, KSERVE_PLURAL, KSERVE_VERSION
 from quantgate.k8s import status as st
+from quantgate.k8s.matrix_reconcile import MatrixReconciler, is_settled as matrix_settled
 from quantgate.k8s.reconcile import Reconciler
 from quantgate.k8s.settings import Settings
 from quantgate.k8s.workqueue import WorkQueue
@@ -65,6 +68,12 @@ def _reconciler() -> Reconciler:
 
         _state["reconciler"] = Reconciler(Cluster(api_client(_settings().workers)), _settings(), metrics)
     return _state["reconciler"]
+
+
+def _matrix_reconciler() -> MatrixReconciler:
+    if "matrix_reconciler" not in _state:
+        _state["matrix_reconciler"] = MatrixReconciler(_reconciler().cluster, _settings(), metrics)
+    return _state["matrix_reconciler"]
 
 
 def _settings() -> Settings:
@@ -213,6 +222,9 @@ def _unsettled(body) -> bool:
 def observe_evaluation(type: str, namespace: str, name: str, body) -> None:
     """Record what an evaluation event says and enqueue what it concerns."""
     key = (namespace, name)
+    owner = mx.owner_name(body)
+    if owner is not None:  # a matrix's child: the matrix re-reads its rows
+        work_queue().add(matrix_key(namespace, owner))
     if type == "DELETED":
         _bodies.pop(key, None)
         _last_full.pop(key, None)
@@ -235,6 +247,26 @@ def observe_evaluation(type: str, namespace: str, name: str, body) -> None:
             if status.get("jobName"):
                 _finished_jobs.pop((namespace, status["jobName"]), None)
         _wake((namespace, "meval", name))  # resultsFrom waiters
+
+
+# ---- ModelEvaluationMatrices: keys ("matrix", namespace, name) in the same work queue -----
+def matrix_key(namespace: str, name: str) -> tuple[str, str, str]:
+    return ("matrix", namespace, name)
+
+
+def observe_matrix(type: str, namespace: str, name: str, body) -> None:
+    key = matrix_key(namespace, name)
+    if type == "DELETED":
+        work_queue().forget(key)
+        metrics.forget_matrix(namespace, name)
+        return
+    metrics.observe_matrix(namespace, name, (body or {}).get("status"))
+    work_queue().add(key)
+
+
+@kopf.on.event(GROUP, VERSION, MATRIX_PLURAL)
+async def matrix_event(type, body, namespace, name, **_):
+    observe_matrix(type, namespace, name, body)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -288,7 +320,10 @@ async def inference_service_event(namespace, name, **_):
 
 
 # ---- the one reconcile path ----------------------------------------------------------
-async def _reconcile_key(key: tuple[str, str]) -> float | None:
+async def _reconcile_key(key: tuple) -> float | None:
+    if len(key) == 3:  # a matrix: always read from the API server (they are few)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_state.get("executor"), _matrix_reconciler().reconcile, key[1], key[2])
     namespace, name = key
     body = _bodies.get(key)
     if body is None:
@@ -359,8 +394,19 @@ async def _resync(period: float) -> None:
                 work_queue().add(key)
         for key in [k for k in _bodies if k not in seen]:
             observe_evaluation("DELETED", key[0], key[1], None)
+        try:
+            matrices = await loop.run_in_executor(_state.get("executor"), _reconciler().cluster.list_matrices,
+                                                  _settings().namespaces)
+        except Exception as exc:
+            from quantgate.k8s.workqueue import describe
+
+            log.warning("resync of matrices failed, next in %.0fs: %s", period, describe(exc))
+            matrices = []
+        for body in matrices:
+            if not matrix_settled(body):
+                work_queue().add(matrix_key(body["metadata"]["namespace"], body["metadata"]["name"]))
         _state["last_resync"] = time.monotonic()
-        log.info("resync: %d evaluations, %d unsettled", len(items), len(_bodies))
+        log.info("resync: %d evaluations, %d unsettled; %d matrices", len(items), len(_bodies), len(matrices))
 
 
 async def _tick() -> None:

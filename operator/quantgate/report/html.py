@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from quantgate.decision.decision_matrix import Matrix
-from quantgate.report.text import matrix_rows
+from quantgate.report.text import matrix_rows, unresolved_lines
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 VERDICT_COLOURS = {"Ship": "#2ca02c", "Monitor": "#1f77b4", "ABTest": "#ff7f0e", "Block": "#d62728"}
@@ -115,7 +115,9 @@ def render_html(m: Matrix, title: str = "quantgate decision matrix") -> str:
     reasons = "".join(
         f"<h3>{escape(r.name)}: {escape(r.verdict.value)}</h3><ul>"
         + "".join(f"<li>{escape(x)}</li>" for x in r.comparison.reasons) + "</ul>"
-        for r in m.rows[1:])
+        for r in m.rows[1:]) + "".join(
+        f"<h3>{escape(u.name)}: {escape(u.phase)}</h3><ul><li>{escape(line)}</li></ul>"
+        for u, line in zip(m.unresolved, unresolved_lines(m)))
     p = m.policy
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

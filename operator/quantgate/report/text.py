@@ -115,7 +115,15 @@ def matrix_rows(m: Matrix, decisive: bool = False) -> tuple[list[str], list[list
         if decisive:
             cells.append("-" if r.comparison is None else ("yes" if r.comparison.decisive else "no"))
         rows.append(cells)
+    for u in m.unresolved:  # no verdict: never promotable
+        rows.append([u.name, u.size or "-", *("-" for _ in m.tasks), "-", u.phase, "no", *(["-"] if decisive else [])])
     return head, rows
+
+
+def unresolved_lines(m: Matrix) -> list[str]:
+    """Why each row without a verdict has none."""
+    return [f"{u.name}: {u.phase}" + (f" ({u.reason})" if u.reason else "") + (f": {u.message}" if u.message else "")
+            for u in m.unresolved]
 
 
 def render_matrix(m: Matrix, fmt: str) -> str:
@@ -133,10 +141,11 @@ def render_matrix(m: Matrix, fmt: str) -> str:
                     *(f"- {x}" for x in fidelity)]
         for r in m.rows[1:]:
             out += ["", f"**{r.name}**: {r.verdict.value}", *(f"- {x}" for x in r.comparison.reasons)]
+        out += [x for line in unresolved_lines(m) for x in ("", f"**{line}**")]
         return "\n".join(out)
     out = [_grid(head, rows), "", policy, f"selected: {m.selected.name or 'none'} ({m.selected.reason})"]
     if fidelity := fidelity_lines(m):
         out += ["fidelity to the reference (mean choice KLD in nats, top-1 agreement):", *(f"  {x}" for x in fidelity)]
     for r in m.rows[1:]:
         out += [f"{r.name}: {r.verdict.value}", *(f"  - {x}" for x in r.comparison.reasons)]
-    return "\n".join(out)
+    return "\n".join(out + unresolved_lines(m))
