@@ -67,3 +67,10 @@ def isolate_code_execution(job: dict, work: str, api_key_env: str) -> None:
     pod["containers"] = publishers
     pod["automountServiceAccountToken"] = False
     pod["volumes"].append(_token_volume())
+
+
+def runs_code(job: dict) -> bool:
+    """Whether a runner Job executes model code (its evaluating containers were given --allow-code-execution)."""
+    pod = job["spec"]["template"]["spec"]
+    return any("--allow-code-execution" in (c.get("args") or [])
+               for c in [*(pod.get("initContainers") or []), *pod["containers"]])

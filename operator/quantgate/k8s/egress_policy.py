@@ -155,6 +155,28 @@ def endpoint_rules(urls: list[str], namespace: str, get_service: Callable[[str, 
     return rules, dns
 
 
+@dataclass(frozen=True)
+class Egress:
+    """What a code evaluation's runner pod may reach (the rules of its NetworkPolicy)."""
+
+    endpoints: list[dict]
+    apiserver: dict
+    dns: bool
+
+
+def resolve(urls: list[str], namespace: str, get_service: Callable[[str, str], dict | None],
+            list_slices: Callable[[str, str], list[dict]], apiserver_cidrs: list[str],
+            apiserver_slices: list[dict]) -> Egress:
+    """All of a runner pod's egress: Unpinnable, LookupError (a Service not there yet) as endpoint_rules."""
+    endpoints, dns = endpoint_rules(urls, namespace, get_service, list_slices)
+    return Egress(endpoints, apiserver_rule(apiserver_cidrs, apiserver_slices), dns)
+
+
+def owned_by(obj: dict, uid: str) -> bool:
+    """Whether `obj`'s controller is the object with this UID (a policy the operator made for it)."""
+    return any(r.get("uid") == uid and r.get("controller") for r in obj["metadata"].get("ownerReferences") or [])
+
+
 def pod_selector(evaluation: str, generation: int) -> dict:
     """The labels every pod of this generation's runner Job carries (k8s/job.py) and no other Job's pods."""
     return {"matchLabels": {names.MANAGED_BY: names.MANAGER, names.LABEL_EVALUATION: evaluation,
