@@ -19,6 +19,8 @@ LABEL_ROLE = f"{GROUP}/role"
 LABEL_RESULTS = f"{GROUP}/results"
 LABEL_BASELINE_KEY = f"{GROUP}/baseline-key"
 LABEL_RUNS_BASELINE = f"{GROUP}/runs-baseline"
+# On a code evaluation's runner Job and pods: its own egress NetworkPolicy applies, not the chart's runner policy.
+LABEL_CODE_EXECUTION = f"{GROUP}/code-execution"
 
 # Environment the runner Job hands to `quantgate run` so the results it publishes
 # are owned by (and garbage-collected with) the ModelEvaluation.
