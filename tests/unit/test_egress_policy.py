@@ -105,6 +105,13 @@ def test_services_that_cannot_be_pinned(service, message):
         rules(["http://llm.models.svc"], {("models", "llm"): service})
 
 
+def test_fqdn_endpointslice_cannot_be_pinned():
+    slices = {("models", "llm"): [{"addressType": "FQDN", "endpoints": [{"addresses": ["llm.example.com"]}],
+                                   "ports": [{"name": "http", "port": 80}]}]}
+    with pytest.raises(ep.Unpinnable, match="llm.example.com is not an IP address"):
+        rules(["http://llm.models.svc"], {("models", "llm"): svc()}, slices)
+
+
 def test_missing_service_is_a_lookup_error_to_wait_on():
     with pytest.raises(LookupError, match="Service models/llm not found"):
         rules(["http://llm.models.svc"])

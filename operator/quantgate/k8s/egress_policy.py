@@ -84,7 +84,10 @@ def target_of(url: str, namespace: str) -> ServiceTarget | IPTarget:
 
 
 def ip_peer(ip: str) -> dict:
-    bits = 32 if ipaddress.ip_address(ip).version == 4 else 128
+    try:
+        bits = 32 if ipaddress.ip_address(ip).version == 4 else 128
+    except ValueError:  # an FQDN EndpointSlice's address
+        raise Unpinnable(f"endpoint address {ip} is not an IP address") from None
     return {"ipBlock": {"cidr": f"{ip}/{bits}"}}
 
 
