@@ -173,3 +173,4 @@ def test_selector_matches_the_job_builders_pod_labels_and_no_other_generation():
         job = build_job(Evaluation(NS, "coder", "uid-coder", gen, spec), model, model, Settings())
         pod_labels = job["spec"]["template"]["metadata"]["labels"]
         assert (selector.items() <= pod_labels.items()) is selected
+        assert pod_labels["quantgate.io/code-execution"] == "true"  # the chart's shared runner policy skips it
