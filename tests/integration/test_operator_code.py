@@ -120,10 +120,13 @@ def test_code_evaluations_runner_job_gets_its_egress_policy_first_and_loses_it_w
                 "quantgate.io/generation": "1"}
     assert spec["podSelector"] == {"matchLabels": selector}
     assert spec["policyTypes"] == ["Ingress", "Egress"] and not spec.get("ingress")
+    # the endpoints the Job evaluates: the candidate, and the baseline unless its cached results are reused
+    # (they are after the tests above: same baseline, same suite)
+    reused = "quantgate.io/baseline-results" in (job["metadata"].get("annotations") or {})
     ports = [urlsplit(get(cluster, "inferenceservice", n, ns)["status"]["address"]["url"]).port
-             for n in ("fp16", "int8")]
+             for n in (("int8",) if reused else ("fp16", "int8"))]
     loopback = [{"ipBlock": {"cidr": "127.0.0.1/32"}}]
-    assert spec["egress"] == [  # the two endpoints (IPs: no DNS), then the API server; nothing else
+    assert spec["egress"] == [  # the endpoints (IPs: no DNS), then the API server; nothing else
         *({"to": loopback, "ports": [{"protocol": "TCP", "port": p}]} for p in ports),
         {"to": [{"ipBlock": {"cidr": APISERVER_CIDR}}],
          "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}]
