@@ -59,7 +59,7 @@ def rbac(cluster):
                        "metadata": {"name": "llm"}, "spec": {"predictor": {}}}, ns)
     admin = cluster.api_client()
     try:
-        yield {"scoped": scoped, "wide": wide, "other": other, "admin": admin,
+        yield {"scoped": scoped, "wide": wide, "other": other, "default": "default", "admin": admin,
                "operator": impersonate(cluster, scoped, "scoped-quantgate-operator", create=False),
                "runner": impersonate(cluster, scoped, RUNNER, create=False)}
     finally:
@@ -111,6 +111,21 @@ def test_operator_can_make_every_call_of_its_code(cluster, rbac):
     assert watch.status == 200
     watch.release_conn()
     c.delete_job(ns, "ev-g1-rbac")
+    # a code evaluation's egress NetworkPolicy: its endpoint's Service (and a selector-less one's
+    # EndpointSlices), the API server's EndpointSlice (by name, in default: absent on the dev cluster,
+    # but a 404 comes only after the authorizer allowed it), then create-if-absent and delete
+    from quantgate.k8s import egress_policy, names
+
+    assert c.get_service(ns, "no-such-model") is None
+    assert c.endpoint_slices(ns, "no-such-model") == []
+    assert isinstance(c.apiserver_slices(), list)
+    policy = egress_policy.egress_policy("ev-g1-rbac", ns, "ev", 1,
+                                         names.owner_reference("ev", body["metadata"]["uid"]), [],
+                                         egress_policy.apiserver_rule(["127.0.0.1/32"], []), False)
+    assert c.create_network_policy(policy) is None
+    assert c.create_network_policy(policy)["metadata"]["name"] == "ev-g1-rbac-egress"  # read back when taken
+    c.delete_network_policy(ns, "ev-g1-rbac-egress")
+    c.delete_network_policy(ns, "ev-g1-rbac-egress")  # gone already: fine
     assert c.get_isvc(ns, "llm")["metadata"]["name"] == "llm"
     assert c.secret_value(ns, SecretKeyRef(name="endpoint-key", key="api-key")) == "k"
     assert c.cached_baseline(ns, "0" * 40) is None
@@ -265,6 +280,25 @@ TABLE = [
     ("scoped-op", "delete", "modelevaluationmatrices", "scoped", GROUP, None, False),
     ("runner", "get", "modelevaluationmatrices", "scoped", GROUP, None, False),
     ("wide-op", "create", "namespaces", None, "", None, False),
+    # code evaluations' egress NetworkPolicies: made and deleted in the watched namespaces, never changed;
+    # Services read by name, EndpointSlices listed there; in default only the API server's slice, by name
+    ("scoped-op", "create", "networkpolicies", "scoped", "networking.k8s.io", None, True),
+    ("scoped-op", "delete", "networkpolicies", "scoped", "networking.k8s.io", None, True),
+    ("wide-op", "create", "networkpolicies", "other", "networking.k8s.io", None, True),
+    ("scoped-op", "create", "networkpolicies", "other", "networking.k8s.io", None, False),
+    ("scoped-op", "update", "networkpolicies", "scoped", "networking.k8s.io", None, False),
+    ("scoped-op", "patch", "networkpolicies", "scoped", "networking.k8s.io", None, False),
+    ("scoped-op", "list", "networkpolicies", "scoped", "networking.k8s.io", None, False),
+    ("scoped-op", "get", "services", "scoped", "", None, True),
+    ("scoped-op", "get", "services", "other", "", None, False),
+    ("scoped-op", "list", "services", "scoped", "", None, False),
+    ("scoped-op", "update", "services", "scoped", "", None, False),
+    ("scoped-op", "list", "endpointslices", "scoped", "discovery.k8s.io", None, True),
+    ("scoped-op", "list", "endpointslices", "other", "discovery.k8s.io", None, False),
+    ("scoped-op", "list", "endpointslices", "default", "discovery.k8s.io", None, False),
+    ("scoped-op", "get", "endpointslices", "default", "discovery.k8s.io", None, False),  # without its name
+    ("scoped-op", "update", "endpointslices", "scoped", "discovery.k8s.io", None, False),
+    ("scoped-op", "get", "services", "default", "", None, False),
     # leases: its own release's Lease only (by name), nothing elsewhere
     ("scoped-op", "update", "leases", "other", "coordination.k8s.io", None, False),
     ("scoped-op", "delete", "leases", "scoped", "coordination.k8s.io", None, False),
@@ -283,6 +317,8 @@ TABLE = [
     ("runner", "patch", "modelevaluations", "scoped", GROUP, "status", False),
     ("runner", "create", "jobs", "scoped", "batch", None, False),
     ("runner", "create", "pods", "scoped", "", "exec", False),
+    ("runner", "create", "networkpolicies", "scoped", "networking.k8s.io", None, False),
+    ("runner", "delete", "networkpolicies", "scoped", "networking.k8s.io", None, False),
 ]
 
 

@@ -80,7 +80,8 @@ def test_defaults():
     assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRole",
                             "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment",
                             "ClusterRole", "ClusterRole",  # tenant roles aggregated into admin/edit/view
-                            "Role", "RoleBinding"]  # the leader-election Lease
+                            "Role", "RoleBinding",  # the leader-election Lease
+                            "Role", "RoleBinding"]  # EndpointSlice default/kubernetes (code evaluations' egress)
                            + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 7)  # and the matrix ones
     (deploy,) = of_kind(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
@@ -107,7 +108,8 @@ def test_namespaced_watch_has_no_cluster_scope():
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in of_kind(docs, "Role")}
     assert roles == {("team-a", "qg-quantgate-operator"), ("team-b", "qg-quantgate-operator"),
                      ("team-a", "qg-quantgate-runner"), ("team-b", "qg-quantgate-runner"),
-                     ("quantgate-system", "qg-quantgate-operator-leader")}  # its own Lease, in its namespace
+                     ("quantgate-system", "qg-quantgate-operator-leader"),  # its own Lease, in its namespace
+                     ("default", "qg-quantgate-operator-apiserver")}  # the API server's EndpointSlice, by name
     runner_sas = {d["metadata"]["namespace"] for d in of_kind(docs, "ServiceAccount")
                   if d["metadata"]["name"] == "quantgate-runner"}
     assert runner_sas == {"team-a", "team-b"}
@@ -185,7 +187,8 @@ def test_chart_rbac_matches_the_operators_own_account_of_its_calls():
 def test_read_secrets_off_removes_secrets():
     docs = render(*values_args("cluster-wide-runners-values.yaml"))
     assert not any(r == "secrets" for _, r, _ in grants(of_kind(docs, "ClusterRole")))
-    runner_ns = {d["metadata"]["namespace"] for d in of_kind(docs, "Role") if not d["metadata"]["name"].endswith("-leader")}
+    runner_ns = {d["metadata"]["namespace"] for d in of_kind(docs, "Role")
+                 if not d["metadata"]["name"].endswith(("-leader", "-apiserver"))}
     assert runner_ns == {"models", "models-staging"}
 
 
@@ -215,8 +218,25 @@ def test_network_policies():
     runner = policies[("models", "qg-quantgate-runner")]
     assert "ingress" not in runner and runner["policyTypes"] == ["Ingress", "Egress"]
     assert runner["podSelector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "quantgate"}
+    # code evaluations' pods have a policy of their own (policies add up: this one must not widen it)
+    assert {"key": "quantgate.io/code-execution", "operator": "DoesNotExist"} in runner["podSelector"]["matchExpressions"]
     assert {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "models"}}}],
             "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 8080}]} in runner["egress"]
+
+
+def test_apiserver_addresses_of_code_evaluations_egress():
+    """The operator pins the API server in code evaluations' NetworkPolicies to networkPolicy.apiServerCIDRs,
+    else to EndpointSlice default/kubernetes, which only then it may read (by name, nothing else there)."""
+    env = {e["name"]: e["value"] for e in operator_pod(render())["containers"][0]["env"]}
+    assert env["QUANTGATE_APISERVER_CIDRS"] == ""
+    (role,) = [d for d in of_kind(render(), "Role") if d["metadata"]["name"] == "qg-quantgate-operator-apiserver"]
+    assert role["metadata"]["namespace"] == "default"
+    assert role["rules"] == [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                              "resourceNames": ["kubernetes"], "verbs": ["get"]}]
+    docs = render(*values_args("networkpolicy-values.yaml"))
+    env = {e["name"]: e["value"] for e in operator_pod(docs)["containers"][0]["env"]}
+    assert env["QUANTGATE_APISERVER_CIDRS"] == "10.96.0.1/32,172.18.0.2/32"
+    assert not [d for d in of_kind(docs, "Role") if d["metadata"]["namespace"] == "default"]
 
 
 def test_production_values():
@@ -237,9 +257,10 @@ def test_paused_with_own_service_accounts():
     assert of_kind(docs, "Deployment")[0]["spec"]["replicas"] == 0
     subjects = [s["name"] for d in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding")
                 for s in d["subjects"]]
-    # operator: its ClusterRoleBinding, its Secrets binding and its leader-election Lease binding
+    # operator: its ClusterRoleBinding, its Secrets binding, its leader-election Lease binding and its binding
+    # for the API server's EndpointSlice
     assert sorted(subjects) == ["platform-quantgate", "platform-quantgate", "platform-quantgate",
-                                "platform-quantgate-runner"]
+                                "platform-quantgate", "platform-quantgate-runner"]
 
 
 # ---------------------------------------------------------------- the schema

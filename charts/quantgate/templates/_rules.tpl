@@ -40,6 +40,19 @@ the chart's ServiceAccounts) and that nothing more is allowed.
 - apiGroups: [serving.kserve.io]
   resources: [inferenceservices]
   verbs: [get, list, watch]
+# A code evaluation's runner Job first gets a NetworkPolicy of its own (egress pinned to its model endpoints);
+# a superseded Job's is deleted; one already holding the name is read to check it is the operator's.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create, delete]
+# ... pinned through the endpoint's Service (selector, ports) and, for a Service without a selector, its
+# EndpointSlices (by the kubernetes.io/service-name label).
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list]
 # Verdict / Blocked / Failed events (kopf's own event posting is off).
 - apiGroups: [events.k8s.io]
   resources: [events]

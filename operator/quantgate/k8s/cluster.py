@@ -42,6 +42,8 @@ class Cluster:
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.events = client.EventsV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
+        self.discovery = client.DiscoveryV1Api(api)
 
     # ---- ModelEvaluations ------------------------------------------------------------
     def get_evaluation(self, namespace: str, name: str) -> dict | None:
@@ -171,6 +173,59 @@ class Cluster:
         except ApiException as exc:
             if not _absent(exc):
                 raise
+
+    # ---- the egress NetworkPolicy of a code evaluation's Job (quantgate.k8s.egress_policy) ----
+    def create_network_policy(self, policy: dict) -> dict | None:
+        """Create if absent: None when created, else the object that already holds the name."""
+        meta = policy["metadata"]
+        try:
+            self.networking.create_namespaced_network_policy(meta["namespace"], policy, _preload_content=False)
+            return None
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        return _json(self.networking.read_namespaced_network_policy(meta["name"], meta["namespace"],
+                                                                    _preload_content=False))
+
+    def delete_network_policy(self, namespace: str, name: str) -> None:
+        try:
+            self.networking.delete_namespaced_network_policy(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if not _absent(exc):
+                raise
+
+    def get_service(self, namespace: str, name: str) -> dict | None:
+        """A model endpoint's Service, or None; PermissionError where the operator may not read it."""
+        try:
+            return _json(self.core.read_namespaced_service(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if _absent(exc):
+                return None
+            if exc.status == 403:
+                raise PermissionError(f"the operator may not read Service {namespace}/{name}") from None
+            raise
+
+    def endpoint_slices(self, namespace: str, service: str) -> list[dict]:
+        """The EndpointSlices of a Service without a selector (its addresses are pinned instead of pods)."""
+        try:
+            return _json(self.discovery.list_namespaced_endpoint_slice(
+                namespace, label_selector=f"kubernetes.io/service-name={service}", _preload_content=False))["items"]
+        except ApiException as exc:
+            if exc.status == 403:
+                raise PermissionError(f"the operator may not list EndpointSlices in {namespace}") from None
+            raise
+
+    def apiserver_slices(self) -> list[dict]:
+        """The API server's addresses: EndpointSlice `kubernetes` in `default` (the apiserver writes it)."""
+        try:
+            return [_json(self.discovery.read_namespaced_endpoint_slice("kubernetes", "default",
+                                                                        _preload_content=False))]
+        except ApiException as exc:
+            if _absent(exc):
+                return []
+            if exc.status == 403:
+                raise PermissionError("the operator may not read EndpointSlice default/kubernetes") from None
+            raise
 
     # ---- dependencies ----------------------------------------------------------------
     def get_isvc(self, namespace: str, name: str) -> dict | None:

@@ -12,12 +12,17 @@ module rearranges the pod:
   sample's working directory) is the work volume, as the root file system is read-only;
 * one `publish-<role>` container per role then runs `quantgate publish`, mounting the work
   volume read-only and the only token volume (projected: token, cluster CA, namespace at the
-  usual path); it executes no model code.
+  usual path); it executes no model code;
+* the Job and its pods carry `quantgate.io/code-execution: "true"`: the chart's shared runner
+  NetworkPolicy leaves them out, the operator gives each such Job a policy of its own
+  (k8s/egress_policy.py: egress to its model endpoints, the API server and DNS only).
 
 The sandbox (quantgate.lmeval.sandbox) confines each program further; docs/security.md.
 """
 
 from __future__ import annotations
+
+from quantgate.k8s import names
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_VOLUME = "runner-token"
@@ -67,3 +72,12 @@ def isolate_code_execution(job: dict, work: str, api_key_env: str) -> None:
     pod["containers"] = publishers
     pod["automountServiceAccountToken"] = False
     pod["volumes"].append(_token_volume())
+    for meta in (job["metadata"], job["spec"]["template"]["metadata"]):
+        meta["labels"] = {**meta["labels"], names.LABEL_CODE_EXECUTION: "true"}
+
+
+def runs_code(job: dict) -> bool:
+    """Whether a runner Job executes model code (its evaluating containers were given --allow-code-execution)."""
+    pod = job["spec"]["template"]["spec"]
+    return any("--allow-code-execution" in (c.get("args") or [])
+               for c in [*(pod.get("initContainers") or []), *pod["containers"]])

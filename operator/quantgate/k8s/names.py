@@ -20,6 +20,8 @@ LABEL_RESULTS = f"{GROUP}/results"
 LABEL_BASELINE_KEY = f"{GROUP}/baseline-key"
 LABEL_RUNS_BASELINE = f"{GROUP}/runs-baseline"
 LABEL_STAGE = f"{GROUP}/stage"  # a progressive evaluation's stage (1-based) on its runner Job
+# On a code evaluation's runner Job and pods: its own egress NetworkPolicy applies, not the chart's runner policy.
+LABEL_CODE_EXECUTION = f"{GROUP}/code-execution"
 
 # Environment the runner Job hands to `quantgate run` so the results it publishes
 # are owned by (and garbage-collected with) the ModelEvaluation.

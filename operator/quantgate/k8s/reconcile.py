@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import ca_bundles, endpoints, kueue, memory, names, scaleout, stages, verified
+from quantgate.k8s import ca_bundles, code_job, egress_policy, endpoints, kueue, memory, names, scaleout, stages, verified
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
@@ -51,6 +51,7 @@ class Ready:
     candidate: endpoints.Resolved
     key: str | None
     reused: str | None
+    egress: egress_policy.Egress | None = None  # a code evaluation's: its Job's NetworkPolicy egress
 
 
 @dataclass
@@ -220,6 +221,8 @@ class Reconciler:
                 if job["metadata"].get("labels", {}).get(names.LABEL_GENERATION) != str(gen):
                     log.info("%s/%s: generation %s supersedes Job %s", ns, name, gen, job["metadata"]["name"])
                     self.cluster.delete_job(ns, job["metadata"]["name"])
+                    if code_job.runs_code(job):
+                        self.cluster.delete_network_policy(ns, egress_policy.policy_name(job["metadata"]["name"]))
             models = {"baseline": spec.baseline.describe(), "candidate": spec.candidate.describe()}
             start = st.start_generation(gen, models, status)
             if not fresh:
@@ -345,7 +348,24 @@ class Reconciler:
                     return Wait(Phase.FAILED, "EndpointTLSError", f"{role}: {problem}")
                 if problem:
                     return Wait(waiting, "EndpointNotAnswering", f"{role}: {problem}")
-        return Ready(baseline, candidate, key, reused)
+        egress = None
+        if spec.runs_code:  # its pod may reach the model endpoints, the API server and DNS only
+            urls = [m.url for m in (baseline, candidate) if m is not None and m.url is not None]
+            egress = self._egress(ns, urls)
+            if isinstance(egress, Wait):
+                return egress
+        return Ready(baseline, candidate, key, reused, egress)
+
+    def _egress(self, ns: str, urls: list[str]) -> egress_policy.Egress | Wait:
+        cidrs = self.settings.apiserver_cidrs
+        try:
+            return egress_policy.resolve(urls, ns, self.cluster.get_service, self.cluster.endpoint_slices,
+                                         cidrs, [] if cidrs else self.cluster.apiserver_slices())
+        except (egress_policy.Unpinnable, PermissionError) as exc:
+            return Wait(Phase.FAILED, "EgressNotPinnable",
+                        f"code execution needs the runner's egress pinned to its endpoints: {exc}")
+        except LookupError as exc:
+            return Wait(Phase.WAITING_FOR_ENDPOINTS, "EndpointServiceNotFound", str(exc))
 
     def _start_job(self, body: dict, spec: ModelEvaluationSpec, plan: Ready, job_name: str,
                    start: dict | None = None, stage: int | None = None) -> None:
@@ -383,6 +403,9 @@ class Reconciler:
             self._wait(body, wait, start, endpoints_ready=True)
             return
         try:
+            if plan.egress is not None and not self._protect(body, job_name, plan.egress):
+                self.active.finished(ns, job_name)
+                return
             created = self.cluster.create_job(job)
         except Exception:
             self.active.finished(ns, job_name)
@@ -408,6 +431,21 @@ class Reconciler:
             phase, reason, msg = Phase.PENDING, "QueuedByKueue", kueue.waiting_message(job, None)
         self._patch(body, {**(start or {}), **st.progress(phase, reason, msg, gen, status, endpoints_ready=True,
                                                           jobName=job_name, resultsRef=refs, **extra)})
+
+    def _protect(self, body: dict, job_name: str, egress: egress_policy.Egress) -> bool:
+        """Create the Job's egress NetworkPolicy before the Job (its pod never runs without it). One this
+        evaluation already owns (an attempt before a restart) is kept. False (and the evaluation Failed)
+        when another object holds its name."""
+        meta = body["metadata"]
+        ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
+        policy = egress_policy.egress_policy(job_name, ns, name, gen, names.owner_reference(name, meta["uid"]),
+                                             egress.endpoints, egress.apiserver, egress.dns)
+        taken = self.cluster.create_network_policy(policy)
+        if taken is None or egress_policy.owned_by(taken, meta["uid"]):
+            return True
+        self._fail(body, "EgressPolicyTaken", f"NetworkPolicy {policy['metadata']['name']} exists and is not "
+                                              "this evaluation's: its runner Job is not started")
+        return False
 
     def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> dict | None:
         """Follow the generation's (or the current stage's) Job. Returns the evaluation as patched

@@ -50,6 +50,9 @@ class Settings:
     datasets_image: str = ""  # ... or an OCI image (image volume)
     datasets_sub_path: str = ""
     kueue_queue: str = ""  # Kueue LocalQueue for runner Jobs whose spec names none ("": no Kueue)
+    # The API server in a code evaluation's egress NetworkPolicy: these CIDRs (ports 443, 6443); empty: the
+    # addresses of EndpointSlice default/kubernetes (quantgate.k8s.egress_policy)
+    apiserver_cidrs: list[str] = field(default_factory=list)
 
     def lease_timings(self) -> tuple[float, float, float]:
         """(duration, renew deadline, retry) in seconds, the derived defaults filled in."""

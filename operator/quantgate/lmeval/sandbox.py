@@ -24,9 +24,10 @@ it once and says which applies; docs/security.md, "Code execution sandbox"):
 * **an unprivileged user** who may create user namespaces: user + network + mount
   namespaces (same mounts as above);
 * **neither** (a pod under the restricted Pod Security profile): limits, scrubbed
-  environment, working directory and session only. There the pod carries the rest: a
-  NetworkPolicy allowing egress only to the model endpoint, no ServiceAccount token in the
-  evaluating container, and a runner that makes itself non-dumpable (`harden_runner`).
+  environment, working directory and session only. There the pod carries the rest: the
+  runner Job's egress NetworkPolicy (quantgate.k8s.egress_policy: its model endpoints, the API
+  server, DNS for endpoints given by name), no ServiceAccount token in the evaluating
+  container, and a runner that makes itself non-dumpable (`harden_runner`).
 """
 
 from __future__ import annotations
