@@ -24,6 +24,7 @@ from quantgate.k8s import status as st
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH = ROOT / "manifests/argocd/health/quantgate.io/ModelEvaluation/health.lua"
+MATRIX_HEALTH = ROOT / "manifests/argocd/health/quantgate.io/ModelEvaluationMatrix/health.lua"
 EXAMPLE = ROOT / "manifests/argocd/example/app/wave1-modelevaluation.yaml"
 sys.path.insert(0, str(ROOT / "tools/luahealth"))
 import luahealth  # noqa: E402
@@ -133,8 +134,10 @@ def test_argocd_cm_snippet_patches_a_live_configmap(gate):
         cluster.kubectl("-n", "argocd", "patch", "configmap", "argocd-cm", "--type", "merge",
                         "--patch-file", str(ROOT / "manifests/argocd/argocd-cm.yaml"))
         cm = json.loads(cluster.kubectl("get", "configmap", "argocd-cm", "-n", "argocd", "-o", "json").stdout)
-        assert cm["data"] == {"url": "https://argocd.example.com",
-                              "resource.customizations.health.quantgate.io_ModelEvaluation": HEALTH.read_text()}
+        assert cm["data"] == {"url": "https://argocd.example.com",  # the user's keys stay; both checks are added
+                              "resource.customizations.health.quantgate.io_ModelEvaluation": HEALTH.read_text(),
+                              "resource.customizations.health.quantgate.io_ModelEvaluationMatrix":
+                                  MATRIX_HEALTH.read_text()}
     finally:
         cluster.kubectl("delete", "namespace", "argocd", "--wait=false", check=False)
 
