@@ -96,6 +96,7 @@ def test_operator_can_make_every_call_of_its_code(cluster, rbac):
     watch = custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, watch=True, timeout_seconds=1,
                                                  _preload_content=False)
     assert watch.status == 200
+    watch.close()  # not back into the pool unread: the next request on that connection would fail
     watch.release_conn()
     job = {"apiVersion": "batch/v1", "kind": "Job",
            "metadata": {"name": "ev-g1-rbac", "namespace": ns,
@@ -109,6 +110,7 @@ def test_operator_can_make_every_call_of_its_code(cluster, rbac):
     watch = batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/managed-by=quantgate", watch=True,
                                       timeout_seconds=1, _preload_content=False)
     assert watch.status == 200
+    watch.close()  # not back into the pool unread: the next request on that connection would fail
     watch.release_conn()
     c.delete_job(ns, "ev-g1-rbac")
     # a code evaluation's egress NetworkPolicy: its endpoint's Service (and a selector-less one's
@@ -159,6 +161,7 @@ def test_operator_can_make_every_call_of_its_code(cluster, rbac):
     watch = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "modelevaluationmatrices", watch=True,
                                                  timeout_seconds=1, _preload_content=False)
     assert watch.status == 200
+    watch.close()  # not back into the pool unread: the next request on that connection would fail
     watch.release_conn()
     assert c.patch_matrix_status(mbody, {"phase": "Running", "message": "rbac test"})["status"]["phase"] == "Running"
     from quantgate.api.matrix import ModelEvaluationMatrixSpec
