@@ -79,12 +79,11 @@ def main() -> int:
     # falls on both sides alike: the engine scores a group, then llama.cpp alone replays that
     # group's decodes. The replay ends with the KV cache the engine left, so the engine's prefix
     # bookkeeping stays true for the next group. One untimed group first warms both up.
-    groups: list[list[int]] = []
+    questions = list(dict.fromkeys((task, inst.doc_id) for task, inst in tagged))
+    group_of = {q: n // args.group for n, q in enumerate(questions)}
+    groups: list[list[int]] = [[] for _ in range(max(group_of.values()) + 1)]
     for i, (task, inst) in enumerate(tagged):
-        if not groups or (task, inst.doc_id) != (tagged[groups[-1][-1]][0], tagged[groups[-1][-1]][1].doc_id) \
-                and len({tagged[j][1].doc_id for j in groups[-1]}) >= args.group:
-            groups.append([])
-        groups[-1].append(i)
+        groups[group_of[(task, inst.doc_id)]].append(i)
     lm.loglikelihood([requests[i] for i in groups[0]])
     reference: list = [None] * len(requests)
     batches: list = []  # the exact decodes the engine hands to llama.cpp: (n_past, tokens, first output position)
