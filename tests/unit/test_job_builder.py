@@ -115,6 +115,15 @@ def test_local_suite_with_tasks_runs_them_on_local_data():
         "containers"][0]["args"]
 
 
+def test_local_full_suite_with_tasks_runs_them_on_the_full_size_data():
+    spec = dict(ENDPOINT_SPEC, suite="local-full")
+    args = build_job(_ev(spec), BASE, CAND, SETTINGS)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--local-data") + 1] == "local-full" and "--suite" not in args
+    plain = build_job(_ev({k: v for k, v in spec.items() if k != "tasks"}), BASE, CAND, SETTINGS)
+    args = plain["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--suite") + 1] == "local-full" and "--local-data" not in args
+
+
 def test_runner_learns_its_job_and_pod_from_the_downward_api():
     from quantgate.api.v1alpha1 import ModelEvaluationSpec
     from quantgate.k8s.endpoints import Resolved

@@ -32,7 +32,7 @@ SINGULAR = "modelevaluation"
 SHORT_NAME = "meval"
 CATEGORY = "quantgate"
 
-Suite = Literal["leaderboard", "tiny", "local", "code"]
+Suite = Literal["leaderboard", "tiny", "local", "local-full", "code"]
 
 # Tasks the built-in suites run (docs/decision.md) and the tinyBenchmarks task standing for
 # each full benchmark; used by the CEL rules that check profile/taskLimits names.
@@ -331,9 +331,9 @@ class ProgressiveSpec(CamelModel):
 
 def _spec_rules() -> list[dict]:
     rules = [
-        _cel("!(has(self.suite) && has(self.tasks)) || self.suite == 'local'",
-             "give either suite or tasks, not both (only suite local combines with tasks: "
-             "the listed tasks on the local datasets)"),
+        _cel("!(has(self.suite) && has(self.tasks)) || self.suite == 'local' || self.suite == 'local-full'",
+             "give either suite or tasks, not both (only suites local and local-full combine with tasks: "
+             "the listed tasks on those datasets)"),
         _cel("!(has(self.limit) && has(self.suite) && self.suite == 'tiny')",
              "the tiny suite is already subsampled: remove limit"),
     ]
@@ -389,8 +389,9 @@ class ModelEvaluationSpec(CamelModel):
     baseline: BaselineSource = Field(description="The reference model, usually full precision.")
     candidate: ModelSource = Field(description="The compressed/quantized model that wants promotion.")
     suite: Suite | None = Field(
-        None, description="Named task suite (leaderboard, tiny, local); default leaderboard unless tasks are "
-        "listed. With tasks, only local is allowed: it runs the listed tasks on the local datasets."
+        None, description="Named task suite (leaderboard, tiny, local, local-full, code); default leaderboard "
+        "unless tasks are listed. With tasks, only local and local-full are allowed: they run the listed tasks on "
+        "quantgate's own datasets (local-full: the leaderboard six at their official sizes, generated)."
     )
     tasks: list[TaskSpec] | None = Field(None, description="Explicit tasks instead of a suite.", min_length=1,
                                          max_length=64)
@@ -455,8 +456,9 @@ class ModelEvaluationSpec(CamelModel):
 
     @model_validator(mode="after")
     def _suite_or_tasks(self) -> "ModelEvaluationSpec":
-        if self.suite not in (None, "local") and self.tasks:
-            raise ValueError("give either suite or tasks, not both (only suite local combines with tasks)")
+        if self.suite not in (None, "local", "local-full") and self.tasks:
+            raise ValueError("give either suite or tasks, not both (only suites local and local-full combine "
+                             "with tasks)")
         if self.runs_code and not self.allow_code_execution:
             raise ValueError("code tasks (suite code, humaneval, mbpp) run model-written code: set "
                              "allowCodeExecution: true to run them in the runner's sandbox")
@@ -488,8 +490,15 @@ class ModelEvaluationSpec(CamelModel):
 
     @property
     def local_data(self) -> bool:
-        """Explicit tasks on the local datasets (suite local + tasks)."""
-        return bool(self.tasks) and self.suite == "local"
+        """Explicit tasks on quantgate's own datasets (suite local or local-full + tasks)."""
+        return bool(self.tasks) and self.suite in ("local", "local-full")
+
+    @property
+    def local_suite(self) -> str | None:
+        """Which of quantgate's own datasets the evaluation reads: "local", "local-full" or None."""
+        if self.suite in ("local", "local-full"):
+            return self.suite
+        return "local" if self.suite == "code" and not self.tasks else None
 
 
 class Phase(str, Enum):

@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--api-key-env", metavar="VAR", default="OPENAI_API_KEY",
                    help="environment variable holding the endpoints' API key (for apiKeySecretRef)")
     p.add_argument("--local-data", action="store_true",
-                   help="run the spec's tasks on the datasets shipped with quantgate (as suite: local does)")
+                   help="run the spec's tasks on quantgate's own datasets (as suite: local does; the full-size "
+                        "ones with suite: local-full)")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of every task (smoke runs)")
     p.add_argument("--progressive", action="store_true",
                    help="evaluate in stages and stop once the full-suite verdict is settled (docs/decision.md); "
@@ -138,6 +139,8 @@ def run(args) -> int:
     out = Path(args.output or Path("quantgate-eval") / name)
     out.mkdir(parents=True, exist_ok=True)
 
+    local_data = (spec.local_suite or "local") if args.local_data or spec.local_data else False
+
     def run_both(fraction: float | None = None) -> tuple[Path, Path]:
         jobs = []
         for role in ("baseline", "candidate"):
@@ -147,7 +150,7 @@ def run(args) -> int:
                 tasks=tasks_arg(spec), limit=args.limit if args.limit is not None else spec.limit,  # as the Job runs it
                 concurrency=spec.runner.concurrency, label=role,
                 api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
-                local_data=args.local_data or bool(spec.local_data), fraction=fraction, allow_code_execution=spec.allow_code_execution,
+                local_data=local_data, fraction=fraction, allow_code_execution=spec.allow_code_execution,
                 extra=trust_args(getattr(spec, role), args.ca_bundle) + (["--datasets", args.datasets]
                                                                          if args.datasets else []),
                 request_cache=out / ".request-cache" / role if fraction is not None else None), out / role))

@@ -37,10 +37,12 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--endpoint", metavar="URL", help="base URL (…, …/v1 or KServe's …/openai/v1 are detected)")
     p.add_argument("--model", help="served model name (default: the one /v1/models lists)")
-    p.add_argument("--suite", choices=("leaderboard", "tiny", "local", "code"), help="named task suite (default leaderboard)")
+    p.add_argument("--suite", choices=("leaderboard", "tiny", "local", "local-full", "code"),
+                   help="named task suite (default leaderboard)")
     p.add_argument("--tasks", metavar="LIST", help="comma-separated tasks, each name[:shots][@limit], e.g. gsm8k:5@100")
-    p.add_argument("--local-data", action="store_true",
-                   help="run --tasks on the datasets shipped with quantgate (implied by --suite local or code)")
+    p.add_argument("--local-data", nargs="?", const="local", choices=("local", "local-full"), metavar="SUITE",
+                   help="run --tasks on quantgate's own datasets: those shipped (local, the default) or the "
+                        "full-size generated ones (local-full); implied by --suite local, local-full or code")
     p.add_argument("--limit", type=int, help="evaluate only the first N documents of each task (not for tiny tasks)")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight (lm-eval's own default is 1)")
     p.add_argument("--max-length", type=int, help="context length (default: the server's max_model_len)")
@@ -158,7 +160,7 @@ def config_from_args(args):
             concurrency=args.concurrency, max_length=args.max_length, tokenizer=args.tokenizer,
             api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
             request_timeout=args.request_timeout, vllm=vllm, llama_cpp=llama, force=args.force, label=args.label,
-            local_data=True if args.local_data else None, fraction=args.fraction,
+            local_data=args.local_data, fraction=args.fraction,
             request_cache=Path(args.request_cache) if args.request_cache else None,
             ca_bundle=args.ca_bundle, insecure_skip_verify=args.insecure_skip_verify,
             datasets=Path(args.datasets) if args.datasets else None,

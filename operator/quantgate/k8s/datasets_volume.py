@@ -25,8 +25,8 @@ def effective(spec: ModelEvaluationSpec, settings: Settings) -> DatasetsSource |
 
 def runner_args(spec: ModelEvaluationSpec, settings: Settings) -> list[str]:
     source = effective(spec, settings)
-    if source is None or spec.effective_suite == "local" or spec.local_data:
-        return []  # the local suite's data ships in the image
+    if source is None or spec.effective_suite in ("local", "local-full") or spec.local_data:
+        return []  # the local suite's data ships in the image; local-full's is generated in the Job
     return ["--datasets", MOUNT]
 
 

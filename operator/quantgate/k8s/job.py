@@ -84,7 +84,7 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings:
     if spec.tasks:
         args += ["--tasks", ",".join(task_arg(t) for t in spec.tasks)]
         if spec.local_data:
-            args += ["--local-data"]
+            args += ["--local-data"] + (["local-full"] if spec.local_suite == "local-full" else [])
     else:
         args += ["--suite", spec.effective_suite or "leaderboard"]
     if spec.limit is not None:

@@ -39,57 +39,68 @@ def lm_eval_tasks_dir() -> Path:
     return Path(lm_eval.tasks.__file__).parent
 
 
-def _dataset(files: dict[str, str | None]) -> dict:
+def _dataset(data_dir: Path, files: dict[str, str | None]) -> dict:
     return {
         "dataset_path": "json",
         "dataset_name": None,
-        "dataset_kwargs": {"data_files": {split: str(DATA_DIR / rel) for split, rel in files.items() if rel}},
+        "dataset_kwargs": {"data_files": {split: str(data_dir / rel) for split, rel in files.items() if rel}},
     }
 
 
-def local_task_configs(official: Path) -> dict[str, dict]:
-    """File name → YAML content of every local task and group config."""
+def leaderboard_task_configs(official: Path, data_dir: Path, subjects) -> dict[str, dict]:
+    """File name → YAML content of the six leaderboard tasks (MMLU: `subjects` and lm-eval's
+    own mmlu groups) reading the datasets under `data_dir` (the layout of tasks/data)."""
+    def dataset(files):
+        return _dataset(data_dir, files)
+
     configs = {
         "gsm8k.yaml": {"include": str(official / "gsm8k" / "gsm8k.yaml"),
-                       **_dataset({"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"})},
+                       **dataset({"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"})},
         "arc_challenge.yaml": {"include": str(official / "arc" / "arc_challenge.yaml"), "validation_split": None,
-                               **_dataset({"train": "arc_challenge/train.jsonl", "test": "arc_challenge/test.jsonl"})},
+                               **dataset({"train": "arc_challenge/train.jsonl", "test": "arc_challenge/test.jsonl"})},
         "hellaswag.yaml": {"include": str(official / "hellaswag" / "hellaswag.yaml"),
-                           **_dataset({"train": "hellaswag/train.jsonl",
-                                       "validation": "hellaswag/validation.jsonl"})},
+                           **dataset({"train": "hellaswag/train.jsonl",
+                                      "validation": "hellaswag/validation.jsonl"})},
         "winogrande.yaml": {"include": str(official / "winogrande" / "default.yaml"),
-                            **_dataset({"train": "winogrande/train.jsonl",
-                                        "validation": "winogrande/validation.jsonl"})},
+                            **dataset({"train": "winogrande/train.jsonl",
+                                       "validation": "winogrande/validation.jsonl"})},
         "truthfulqa_mc2.yaml": {"include": str(official / "truthfulqa" / "truthfulqa_mc2.yaml"),
-                                **_dataset({"validation": "truthfulqa_mc2/validation.jsonl"})},
+                                **dataset({"validation": "truthfulqa_mc2/validation.jsonl"})},
     }
     mmlu = official / "mmlu" / "default"
-    for subject in MMLU_SUBJECTS:
+    for subject in subjects:
         configs[f"mmlu_{subject}.yaml"] = {
             "include": str(mmlu / f"mmlu_{subject}.yaml"),
-            **_dataset({"test": f"mmlu/{subject}/test.jsonl", "dev": f"mmlu/{subject}/dev.jsonl"}),
+            **dataset({"test": f"mmlu/{subject}/test.jsonl", "dev": f"mmlu/{subject}/dev.jsonl"}),
         }
     # The group and its four subgroups exactly as lm-eval defines them (weighted by size).
     for name in ("_mmlu.yaml", "_mmlu_stem.yaml", "_mmlu_humanities.yaml", "_mmlu_social_sciences.yaml",
                  "_mmlu_other.yaml"):
         configs[name] = {"include": str(mmlu / name)}
+    return configs
+
+
+def local_task_configs(official: Path) -> dict[str, dict]:
+    """File name → YAML content of every local task and group config."""
+    configs = leaderboard_task_configs(official, DATA_DIR, MMLU_SUBJECTS)
     configs.update(code_task_configs(official, DATA_DIR))  # humaneval, mbpp (see code_tasks)
     return configs
 
 
-def local_include_dir(cache_root: Path | None = None) -> Path:
-    """Write (once) and return the directory of generated local task YAMLs."""
-    official = lm_eval_tasks_dir()
-    texts = {name: dump(config) for name, config in local_task_configs(official).items()}
-    key = hashlib.sha256(f"{official}|{DATA_DIR}|{__version__}|{sorted(texts.items())}".encode()).hexdigest()[:16]
-    root = cache_root or Path(os.environ.get("QUANTGATE_CACHE", Path.home() / ".cache" / "quantgate"))
-    target = root / "local-tasks" / key
+def quantgate_cache(root: Path | None = None) -> Path:
+    """quantgate's cache directory: `root`, else $QUANTGATE_CACHE, else ~/.cache/quantgate."""
+    return root or Path(os.environ.get("QUANTGATE_CACHE", Path.home() / ".cache" / "quantgate"))
+
+
+def write_once(parent: Path, key: str, fill) -> Path:
+    """`parent/key`, written by `fill(directory)` the first time (into a staging directory renamed
+    into place once complete, so that a reader never sees a half-written one)."""
+    target = parent / key
     if (target / ".complete").exists():
         return target
-    root.joinpath("local-tasks").mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root / "local-tasks", prefix=".staging-"))
-    for name, text in texts.items():
-        (staging / name).write_text(text)
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=".staging-"))
+    fill(staging)
     (staging / ".complete").write_text("")
     try:
         staging.rename(target)
@@ -98,6 +109,20 @@ def local_include_dir(cache_root: Path | None = None) -> Path:
 
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def write_configs(directory: Path, configs: dict[str, dict]) -> None:
+    for name, config in configs.items():
+        (directory / name).write_text(dump(config))
+
+
+def local_include_dir(cache_root: Path | None = None) -> Path:
+    """Write (once) and return the directory of generated local task YAMLs."""
+    official = lm_eval_tasks_dir()
+    configs = local_task_configs(official)
+    texts = {name: dump(config) for name, config in configs.items()}
+    key = hashlib.sha256(f"{official}|{DATA_DIR}|{__version__}|{sorted(texts.items())}".encode()).hexdigest()[:16]
+    return write_once(quantgate_cache(cache_root) / "local-tasks", key, lambda d: write_configs(d, configs))
 
 
 def local_task_manager():

@@ -32,7 +32,7 @@ class RunJob:
 def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: str | None = None,
              tasks: str | None = None, limit: int | None = None, concurrency: int = 32,
              label: str = "", api_key_env: str | None = None, progress_interval: float = 5.0,
-             local_data: bool = False, fraction: float | None = None,
+             local_data: bool | str = False, fraction: float | None = None,
              request_cache: Path | None = None, extra: list[str] | tuple[str, ...] = (),
              allow_code_execution: bool = False) -> list[str]:
     args = ["--endpoint", endpoint, "--output", str(output), "--force", "--concurrency", str(concurrency),
@@ -47,8 +47,8 @@ def run_args(endpoint: str, output: Path, *, model: str | None = None, suite: st
         args += ["--suite", suite]
     if limit:
         args += ["--limit", str(limit)]
-    if local_data:
-        args += ["--local-data"]
+    if local_data:  # True or "local": the shipped datasets; "local-full": the full-size ones
+        args += ["--local-data"] + (["local-full"] if local_data == "local-full" else [])
     if allow_code_execution:
         args += ["--allow-code-execution"]
     if api_key_env:

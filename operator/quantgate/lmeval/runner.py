@@ -92,8 +92,9 @@ class RunConfig(BaseModel):
     vllm: VllmSettings | None = None
     llama_cpp: LlamaCppSettings | None = None
     force: bool = False
-    local_data: bool | None = Field(None, description="Use the local datasets (default: for suite local only); "
-                                    "lets an explicit task list run on them.")
+    local_data: bool | Literal["local", "local-full"] | None = Field(
+        None, description="Use quantgate's own datasets (default: for suites local, local-full and code only); "
+        "lets an explicit task list run on them: True or 'local' the shipped ones, 'local-full' the full-size ones.")
     offline: bool | None = Field(None, description="HF offline mode; default: on with local data or a datasets cache.")
     ca_bundle: str | None = Field(None, description="PEM CA file the endpoint's certificate must chain to.")
     insecure_skip_verify: bool = Field(False, description="Do not verify the endpoint's TLS certificate.")
@@ -109,9 +110,19 @@ class RunConfig(BaseModel):
     allow_code_execution: bool = Field(False, description="Run code tasks (model-written code, in the sandbox).")
 
     @property
+    def local_suite(self) -> str | None:
+        """Which of quantgate's own datasets the tasks read: "local", "local-full" or None (the Hub's)."""
+        if isinstance(self.local_data, str):
+            return self.local_data
+        if self.local_data is True:
+            return "local-full" if self.suite == "local-full" else "local"
+        if self.local_data is None and not self.tasks and self.suite in ("local", "local-full", "code"):
+            return "local-full" if self.suite == "local-full" else "local"
+        return None
+
+    @property
     def uses_local_data(self) -> bool:
-        return self.local_data if self.local_data is not None else (self.suite in ("local", "code")
-                                                                    and not self.tasks)
+        return self.local_suite is not None
 
     def secret(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key else None
@@ -220,8 +231,12 @@ def _instrumented_completions(progress: Progress):
 
 
 # ------------------------------------------------------------------ tasks
-def _task_manager(local: bool):
-    if local:
+def _task_manager(local_suite: str | None):
+    if local_suite == "local-full":
+        from quantgate.lmeval.full_tasks import full_task_manager
+
+        return full_task_manager()
+    if local_suite:
         from quantgate.lmeval.local_tasks import local_task_manager
 
         return local_task_manager()
@@ -426,6 +441,7 @@ def _run(config: RunConfig, specs: list[TaskSpec], redactor: Redactor, progress:
         "model": endpoint.model if endpoint else (config.llama_cpp or config.vllm).model_path,
         "suite": config.suite if not config.tasks else None,
         "localData": config.uses_local_data,
+        **({"localSuite": config.local_suite} if config.local_suite == "local-full" else {}),
         "datasetsCache": str(config.datasets) if config.datasets is not None else None,
         "tlsVerify": "off" if config.insecure_skip_verify else ("caBundle" if config.ca_bundle else "system"),
         "concurrency": config.concurrency if endpoint else None,
@@ -521,7 +537,7 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
-    task_manager = _task_manager(config.uses_local_data)
+    task_manager = _task_manager(config.local_suite)
     objs, samples, plan, leaves = _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
     manifest["tasks"] = plan
     if config.shard:

@@ -33,6 +33,9 @@ SUITES = {
     # Same task names and shots as leaderboard, on the small datasets shipped in
     # quantgate/lmeval/tasks/data (see quantgate.lmeval.local_tasks).
     "local": LEADERBOARD_SHOTS,
+    # The same six at their official sizes (quantgate.lmeval.full_sizes) on datasets of our own,
+    # generated at first use (quantgate.lmeval.full_tasks).
+    "local-full": LEADERBOARD_SHOTS,
     # HumanEval/MBPP-style problems of our own (quantgate.lmeval.code_tasks), at lm-eval's
     # standard shots; they run model-written code, so only with --allow-code-execution.
     "code": {"humaneval": 0, "mbpp": 3},

@@ -1,6 +1,7 @@
 """The simulator's variants file (YAML), e.g. examples/simulate/demo-fleet.yaml.
 
     seed: 7
+    suites: [local]              # default; add local-full to serve the full-size suite
     reference: fp16              # flips are planted relative to this variant
     variants:
       - name: fp16
@@ -70,6 +71,10 @@ class Variant(CamelModel):
 
 class FleetConfig(CamelModel):
     seed: int = 0
+    suites: list[Literal["local", "local-full"]] = Field(
+        default_factory=lambda: ["local"], min_length=1,
+        description="Whose items the servers recognise: local (shipped), local-full (the full-size suite; its "
+        "index takes about 40 s to build once and a second to load in every server).")
     reference: str | None = None
     default_accuracy: float = Field(0.5, ge=0, le=1)
     variants: list[Variant]

@@ -48,7 +48,9 @@ class SimulatedFleet:
         self.stop()
 
     def start(self) -> None:
-        index = cached_index()  # build once here, not in every child
+        # build once here, not in every child
+        indexes = [arg for suite in dict.fromkeys(self.config.suites)
+                   for arg in ("--index", str(cached_index(suite=suite)))]
         payload = self.config.model_dump_json(by_alias=True) + "\n"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
@@ -59,7 +61,7 @@ class SimulatedFleet:
                     continue
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "quantgate.simulate.process", "--variant", name,
-                     "--index", str(index), "--host", self.host],
+                     *indexes, "--host", self.host],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
                 self._procs[name] = proc
                 proc.stdin.write(payload)

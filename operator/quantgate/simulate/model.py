@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from quantgate.simulate.config import FleetConfig, Variant
-from quantgate.simulate.index import ItemIndex
+from quantgate.simulate.index import FULL_PREFIX, ItemIndex
 from quantgate.simulate.plan import plant, wrong_choice, wrong_number
 from quantgate.simulate.tokenizer import EOS_ID, Tokenizer
 
@@ -43,6 +43,12 @@ def _code_completions(task: str) -> dict:
     return completions(task)
 
 
+def _by_suite(items) -> list[list[str]]:
+    local = [i for i in items if not i.startswith(FULL_PREFIX)]
+    full = [i for i in items if i.startswith(FULL_PREFIX)]
+    return [group for group in (local, full) if group]
+
+
 @dataclass
 class Answer:
     text: str  # generated text (after stop/max_tokens)
@@ -54,7 +60,9 @@ class Answer:
 class SimulatedModel:
     def __init__(self, config: FleetConfig, variant: Variant, index: ItemIndex, tokenizer: Tokenizer):
         self.config, self.variant, self.index, self.tok = config, variant, index, tokenizer
-        self.correct = {unit: plant(config, variant, unit, list(items)) for unit, items in index.items.items()}
+        # each suite's items planted on their own: the local suite's exactly as without local-full
+        self.correct = {unit: set().union(*(plant(config, variant, unit, ids) for ids in _by_suite(items)))
+                        for unit, items in index.items.items()}
         self.unknown_prompts = 0
 
     # -------------------------------------------------------------- choices

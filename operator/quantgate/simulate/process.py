@@ -20,9 +20,9 @@ from quantgate.simulate.server import build_app, serve, tls_context
 from quantgate.simulate.tokenizer import default_tokenizer
 
 
-async def _main(config: FleetConfig, name: str, index_path: Path, host: str, port: int) -> None:
+async def _main(config: FleetConfig, name: str, index_paths: list[Path], host: str, port: int) -> None:
     variant = config.variant(name)
-    app = build_app(config, variant, ItemIndex.load(index_path), default_tokenizer())
+    app = build_app(config, variant, ItemIndex.load(index_paths), default_tokenizer())
     runner, bound = await serve(app, host, port, tls_context(variant))
     print(f"LISTENING {bound}", flush=True)
     stop = asyncio.Event()
@@ -36,7 +36,7 @@ async def _main(config: FleetConfig, name: str, index_path: Path, host: str, por
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variant", required=True)
-    parser.add_argument("--index", required=True, type=Path)
+    parser.add_argument("--index", required=True, type=Path, action="append", help="one per suite")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
