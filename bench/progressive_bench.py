@@ -11,7 +11,7 @@
    the ordinary rule on all documents of the same pair.
 2. live: a clear Ship and a clear Block pair through `quantgate evaluate --local
    --progressive` on the simulator, wall time against the same without --progressive, in the
-   same run. On the full-size `local-full` suite (29,459 documents per model, generated at
+   same run. On the full-size `local-full` suite (28,659 documents per model, generated at
    first use: quantgate/lmeval/full_tasks.py), 0-shot; the plain runs evaluate every document.
 
     .venv/bin/python bench/progressive_bench.py [--pairs 1000] [--seed 1] [--no-live | --live-only]

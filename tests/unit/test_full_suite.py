@@ -164,3 +164,39 @@ def test_a_spec_may_list_tasks_on_local_full_and_the_job_passes_it_on():
         ModelEvaluationSpec.model_validate({
             "baseline": {"endpoint": {"url": "http://a"}}, "candidate": {"endpoint": {"url": "http://b"}},
             "suite": "tiny", "tasks": [{"name": "gsm8k"}]})
+
+
+def test_a_fleet_names_the_suites_it_serves_and_their_indexes_never_share_a_prompt():
+    from quantgate.errors import InputError
+    from quantgate.simulate.config import load_fleet
+    from quantgate.simulate.index import ItemIndex
+
+    assert load_fleet({"variants": [{"name": "a"}]}).suites == ["local"]
+    assert load_fleet({"suites": ["local", "local-full"], "variants": [{"name": "a"}]}).suites[1] == "local-full"
+    with pytest.raises(InputError, match="invalid variants file"):
+        load_fleet({"suites": ["leaderboard"], "variants": [{"name": "a"}]})
+    local = ItemIndex({"keys": {"Q1 A": ["mmlu", "mmlu_x/0", 0, 2]}, "items": {"mmlu": {"mmlu_x/0": {}}}})
+    full = ItemIndex({"keys": {"Q2 A": ["mmlu", "full:mmlu_x/0", 0, 2]}, "items": {"mmlu": {"full:mmlu_x/0": {}}}})
+    local.merge(full)
+    assert local.lookup("Q2 A").item == "full:mmlu_x/0" and set(local.items["mmlu"]) == {"mmlu_x/0", "full:mmlu_x/0"}
+    clash = ItemIndex({"keys": {"Q1 A": ["mmlu", "full:mmlu_y/3", 0, 2]}, "items": {}})
+    with pytest.raises(ValueError, match="share the key"):
+        local.merge(clash)
+
+
+def test_each_suite_is_planted_on_its_own():
+    """Serving local-full next to local leaves the local answers as they were (exact planted accuracy)."""
+    from quantgate.simulate.config import load_fleet
+    from quantgate.simulate.index import ItemIndex
+    from quantgate.simulate.model import SimulatedModel
+    from quantgate.simulate.tokenizer import Tokenizer
+
+    config = load_fleet({"seed": 4, "reference": "a", "variants": [{"name": "a", "accuracy": {"gsm8k": 0.5}}]})
+    local_items = {str(i): {"gold": "1", "choices": 0} for i in range(10)}
+    full_items = {f"full:{i}": {"gold": "1", "choices": 0} for i in range(30)}
+    alone = SimulatedModel(config, config.variant("a"), ItemIndex({"keys": {}, "items": {"gsm8k": local_items}}),
+                           Tokenizer([]))
+    both = SimulatedModel(config, config.variant("a"),
+                          ItemIndex({"keys": {}, "items": {"gsm8k": {**local_items, **full_items}}}), Tokenizer([]))
+    assert both.correct["gsm8k"] & set(local_items) == alone.correct["gsm8k"] and len(alone.correct["gsm8k"]) == 5
+    assert len(both.correct["gsm8k"] & set(full_items)) == 15
