@@ -104,6 +104,14 @@ def test_code_suite_with_the_opt_in_is_accepted_for_code_help(crds, namespace):
     assert result.returncode == 0, result.stderr
 
 
+def test_local_full_suite_is_accepted_alone_and_with_tasks(crds, namespace):
+    for name, extra in (("full", {}), ("full-tasks", {"tasks": [{"name": "gsm8k", "numFewshot": 0}]})):
+        result = _apply(crds, namespace, evaluation(name, ISVC, ISVC, suite="local-full", **extra))
+        assert result.returncode == 0, result.stderr
+    refused = _apply(crds, namespace, evaluation("tiny-tasks", ISVC, ISVC, suite="tiny", tasks=[{"name": "gsm8k"}]))
+    assert refused.returncode != 0 and "give either suite or tasks" in refused.stderr
+
+
 def test_printer_columns(crds, namespace):
     _apply(crds, namespace, evaluation("cols", ISVC, ISVC))
     header = crds.kubectl("get", "modelevaluations", "-n", namespace).stdout.splitlines()[0].split()
