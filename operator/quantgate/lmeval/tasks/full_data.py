@@ -150,7 +150,8 @@ def mmlu_numeric_item(subject: str, rng: random.Random) -> dict:
         q, n = f"{ctx}, {name} lists the numbers {seq}. Which number comes next?", start + 4 * step
     else:
         total, groups = rng.randint(2, 40), rng.randint(2, 12)
-        q, n = f"{ctx}, {name} shares {total * groups} {noun} equally among {groups} teams. How many does each team get?", total
+        q = f"{ctx}, {name} shares {total * groups} {noun} equally among {groups} teams. How many does each team get?"
+        n = total
     return base._mmlu(q, str(n), base._near_numbers(rng, n), rng)
 
 
