@@ -141,6 +141,8 @@ def test_the_runner_reads_the_full_size_data_for_the_suite_or_for_tasks_with_loc
     from quantgate.lmeval.runner import RunConfig
 
     assert RunConfig(output=tmp_path, suite="local-full").local_suite == "local-full"
+    assert RunConfig(output=tmp_path, suite="local-full", local_data="local").local_suite == "local-full"
+    assert RunConfig(output=tmp_path, suite="local-full", local_data=False).local_suite is None
     assert RunConfig(output=tmp_path, suite="local").local_suite == "local"
     assert RunConfig(output=tmp_path, suite="leaderboard").local_suite is None
     args = build_parser().parse_args(["run", "--endpoint", "http://x", "--tasks", "gsm8k", "--local-data",

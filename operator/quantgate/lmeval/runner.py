@@ -112,12 +112,14 @@ class RunConfig(BaseModel):
     @property
     def local_suite(self) -> str | None:
         """Which of quantgate's own datasets the tasks read: "local", "local-full" or None (the Hub's)."""
+        if self.local_data is False:
+            return None
+        if self.suite == "local-full" and not self.tasks:
+            return "local-full"
         if isinstance(self.local_data, str):
             return self.local_data
-        if self.local_data is True:
-            return "local-full" if self.suite == "local-full" else "local"
-        if self.local_data is None and not self.tasks and self.suite in ("local", "local-full", "code"):
-            return "local-full" if self.suite == "local-full" else "local"
+        if self.local_data is True or (not self.tasks and self.suite in ("local", "code")):
+            return "local"
         return None
 
     @property
