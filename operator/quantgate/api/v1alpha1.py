@@ -14,9 +14,9 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from quantgate.decision.progressive import DEFAULT_CONFIDENCE, DEFAULT_STAGES
+from quantgate.core.base import CamelModel
 from quantgate.decision.model import (
     Aggregate,
-    CamelModel,
     DropMode,
     Profile,
     TaskComparison,

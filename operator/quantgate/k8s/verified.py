@@ -77,7 +77,7 @@ def _entry(role: str, name: str, v: trust.Verified, *, reused: bool, pod: dict |
 
 def _from_compact(doc: dict, where: str):
     from quantgate.errors import QuantgateError
-    from quantgate.lmeval.results import RunResults
+    from quantgate.core.runs import RunResults
 
     try:
         return RunResults.from_compact(doc)
