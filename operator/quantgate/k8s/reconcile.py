@@ -523,6 +523,8 @@ class Reconciler:
                     failure = ("ComparisonFailed", str(exc))
                 else:
                     failure, evidence = None, run.evidence
+                    if scaleout.shard_count(job) > 1 and evidence.get("baselineCache"):  # merged baseline: one object
+                        refs = {**refs, "baseline": evidence["baselineCache"]["name"]}
                 del run  # the decoded result sets; the comparison keeps what status needs
             memory.trim()  # decoded result sets can be tens of MB: give the pages back
         if failure:
