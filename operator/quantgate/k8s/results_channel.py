@@ -292,8 +292,3 @@ def read_results(core, namespace: str, name: str):
         raise
     except Exception as exc:  # malformed document: fail closed with a readable reason
         raise ResultsError(f"results in {namespace}/{name} are malformed: {exc}") from None
-
-
-def b64size(payload: bytes) -> int:
-    """Bytes the payload occupies on the wire (base64), for logging and tests."""
-    return len(base64.b64encode(payload))
