@@ -130,6 +130,7 @@ class Watcher:
         self.job_added: dict[str, float] = {}
         self.job_complete: dict[str, float] = {}
         self.job_completion_time: dict[str, float] = {}
+        self.failed: dict[str, str] = {}  # evaluation -> "reason: message" of a Failed phase
         context = multiprocessing.get_context("spawn")
         self._queue = context.Queue()
         self._process = context.Process(target=watch_process, args=(str(kubeconfig), namespace, self._queue),
@@ -139,8 +140,8 @@ class Watcher:
 
     def _drain(self) -> None:
         while True:
-            kind, name, at = self._queue.get()
-            getattr(self, kind).setdefault(name, at)
+            kind, name, value = self._queue.get()
+            getattr(self, kind).setdefault(name, value)
 
     def add_operator_log(self, log_text: str, namespace: str) -> None:
         for kind, times in zip(("job_added", "verdict"), operator_times(log_text, namespace)):
@@ -177,8 +178,11 @@ def watch_process(kubeconfig: str, namespace: str, out) -> None:
             name = (obj.get("metadata") or {}).get("name")
             if name and event.get("type") in ("ADDED", "MODIFIED"):
                 out.put(("cr_added", name, at))
-                if (obj.get("status") or {}).get("verdict"):
+                status = obj.get("status") or {}
+                if status.get("verdict"):
                     out.put(("verdict", name, at))
+                elif status.get("phase") == "Failed":  # settled without a verdict: the bench cannot time it
+                    out.put(("failed", name, f"{status.get('reason')}: {status.get('message')}"))
 
     def jobs() -> None:
         for event, at in lines(batch.list_namespaced_job(
@@ -313,6 +317,11 @@ def main() -> int:
             def wait_verdicts(names_):
                 deadline = time.monotonic() + args.timeout
                 while True:
+                    failed = sorted(set(names_) & set(watcher.failed))
+                    if failed:  # a Failed evaluation never gets a verdict: stop now, say why
+                        raise SystemExit(f"operator_bench: {len(failed)} evaluations failed instead of reaching "
+                                         f"a verdict (e.g. {failed[0]}: {watcher.failed[failed[0]]}); "
+                                         f"operator log: {work / 'operator.log'}")
                     missing = set(names_) - set(watcher.verdict)
                     if not missing:
                         return

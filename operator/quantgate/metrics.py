@@ -24,8 +24,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-PHASES = ("Pending", "WaitingForEndpoints", "Running", "Succeeded", "Failed")
-VERDICTS = ("Ship", "Monitor", "ABTest", "Block")
+from quantgate.api.v1alpha1 import Phase
+from quantgate.decision.model import Verdict
+
+PHASES = tuple(p.value for p in Phase)  # the tables: quantgate.api.v1alpha1.Phase, quantgate.decision.Verdict
+VERDICTS = tuple(v.value for v in Verdict)
 EV = ("namespace", "evaluation")
 
 REGISTRY = CollectorRegistry()

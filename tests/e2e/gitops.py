@@ -27,10 +27,8 @@ is one JSON object: {"bench": "gitops", "ship_promoted", "block_held", "abtest",
 from __future__ import annotations
 
 import argparse
-import copy
 import gzip
 import json
-import os
 import signal
 import socket
 import sys
@@ -125,7 +123,7 @@ def render(app: dict, tree: dict) -> str:
     lines = [f"Name:               argocd/{app['metadata']['name']}",
              f"Sync Status:        {(st.get('sync') or {}).get('status')} from main ({revision})",
              f"Health Status:      {(st.get('health') or {}).get('status')}",
-             f"Operation:          Sync",
+             "Operation:          Sync",
              f"Phase:              {op.get('phase')}",
              f"Message:            {op.get('message')}",
              f"Retry count:        {op.get('retryCount', 0)}", "",

@@ -7,7 +7,6 @@ evaluation runs the `local` suite with a small limit, so each takes seconds.
 import base64
 import gzip
 import json
-import time
 
 import pytest
 import yaml

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from operator_harness import (QUANTGATE, OperatorProcess, get, install_crds, install_runner_rbac, operator_kubeconfig,
-                              serve_fleet, wait_phase)
+                              serve_fleet)
 from quantgate.dev.harness import wait_for
 
 FLEET_FILE = "examples/simulate/demo-fleet.yaml"

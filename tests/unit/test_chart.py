@@ -89,9 +89,12 @@ def test_defaults():
     assert "affinity" not in pod, "anti-affinity is off by default"
     (c,) = pod["containers"]
     assert c["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "metrics"}, "initialDelaySeconds": 10,
+                                  "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 3}
+    assert pod["terminationGracePeriodSeconds"] == 30
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["QUANTGATE_HEALTH_STALL_S"] == "120"
     assert env["QUANTGATE_NAMESPACES"] == "" and env["QUANTGATE_RUNNER_SERVICE_ACCOUNT"] == "quantgate-runner"
     assert env["QUANTGATE_RUNNER_IMAGE"] == c["image"] == "ghcr.io/quantgate/quantgate:0.1.0"
     (svc,) = of_kind(docs, "Service")
@@ -279,6 +282,8 @@ def test_paused_with_own_service_accounts():
         ("metrics.port=0", "at '/metrics/port': minimum: got 0, want 1"),
         ("metrics.serviceMonitor.interval=soon", "at '/metrics/serviceMonitor/interval'"),
         ("operator.maxConcurrent=0", "at '/operator/maxConcurrent'"),
+        ("operator.livenessProbe.periodSeconds=0", "at '/operator/livenessProbe/periodSeconds'"),
+        ("operator.healthStallSeconds=soon", "at '/operator/healthStallSeconds'"),
         ("networkPolicy.enabled=yes", "at '/networkPolicy/enabled': got string, want boolean"),
         ("runner.defaultRequests.memory=lots", "at '/runner/defaultRequests/memory'"),
     ],

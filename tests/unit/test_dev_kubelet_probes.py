@@ -48,3 +48,23 @@ def test_failing_the_threshold_in_a_row_restarts_the_container_once():
     finally:
         done.set()
         server.shutdown()
+
+
+def test_the_first_probe_comes_at_the_start_and_ticks_before_the_initial_delay_are_skipped(monkeypatch):
+    from quantgate.dev.harness import wait_for
+
+    asked = []
+    monkeypatch.setattr(probes, "answers", lambda url, timeout: asked.append(url) or True)
+    early, late = threading.Event(), threading.Event()
+    try:
+        # a period of a minute: a probe within it is the one at the container's start
+        probes.watch_liveness(spec(9, periodSeconds=60), early, lambda _m: None)
+        wait_for(lambda: asked, timeout=10, what="the probe at the start")
+        early.set()
+        asked.clear()
+        probes.watch_liveness(spec(9, periodSeconds=0.01, initialDelaySeconds=60), late, lambda _m: None)
+        late.wait(0.3)
+        assert asked == []  # some 30 ticks, all before the initial delay
+    finally:
+        early.set()
+        late.set()

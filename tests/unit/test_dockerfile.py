@@ -242,3 +242,7 @@ def test_build_stage_commands_install_a_working_quantgate(tmp_path):
     assert cli.returncode == 0 and "usage" in cli.stdout.lower(), cli.stderr
     imports = "import quantgate, kopf, kubernetes, lm_eval, pydantic, prometheus_client, yaml"
     assert subprocess.run([str(app / "python"), "-c", imports], env={}).returncode == 0
+    for command in (["dev", "status"], ["simulate", "-f", "variants.yaml"]):  # development tools: not in the image
+        out = subprocess.run([str(app / "quantgate"), *command], capture_output=True, text=True, env={"PATH": str(app)})
+        assert out.returncode == 2 and "not part of this install" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr

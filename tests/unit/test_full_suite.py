@@ -155,13 +155,20 @@ def test_the_runner_reads_the_full_size_data_for_the_suite_or_for_tasks_with_loc
                                                                                            "local-full"]
 
 
-def test_a_spec_may_list_tasks_on_local_full_and_the_job_passes_it_on():
+def test_a_spec_may_list_tasks_on_local_full_and_its_plan_says_which_data():
     from quantgate.api.v1alpha1 import ModelEvaluationSpec
+    from quantgate.lmeval.plan import run_plan
 
-    spec = ModelEvaluationSpec.model_validate({
-        "baseline": {"endpoint": {"url": "http://a"}}, "candidate": {"endpoint": {"url": "http://b"}},
-        "suite": "local-full", "tasks": [{"name": "gsm8k"}]})
-    assert spec.local_data and spec.local_suite == "local-full"
+    def spec(**extra):
+        return ModelEvaluationSpec.model_validate({
+            "baseline": {"endpoint": {"url": "http://a"}}, "candidate": {"endpoint": {"url": "http://b"}}, **extra})
+
+    full = run_plan(spec(suite="local-full", tasks=[{"name": "gsm8k"}]))
+    local = run_plan(spec(suite="local", tasks=[{"name": "gsm8k"}]))
+    assert full.runner_args() == ["--tasks", "gsm8k", "--local-data", "local-full"]
+    assert local.runner_args() == ["--tasks", "gsm8k", "--local-data"]
+    assert full.key_document() != local.key_document()  # the baseline cache never mixes the two datasets
+    assert run_plan(spec(suite="local-full")).runner_args() == ["--suite", "local-full"]
     with pytest.raises(ValueError, match="either suite or tasks"):
         ModelEvaluationSpec.model_validate({
             "baseline": {"endpoint": {"url": "http://a"}}, "candidate": {"endpoint": {"url": "http://b"}},

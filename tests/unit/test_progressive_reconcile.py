@@ -13,7 +13,7 @@ from quantgate.decision.progressive import document_order, stage_count
 from quantgate.k8s import names, reconcile as rc, results_channel, stages, trust
 from quantgate.k8s.job import Evaluation, build_job
 from quantgate.k8s.settings import Settings
-from quantgate.lmeval.results import COMPACT_VERSION
+from quantgate.core.runs import COMPACT_VERSION
 
 N = 400  # documents of the one task
 SPEC = {"baseline": {"inferenceServiceRef": {"name": "fp16"}}, "candidate": {"inferenceServiceRef": {"name": "int4"}},
@@ -160,7 +160,7 @@ def test_a_clear_block_ends_with_block(world):
 def test_an_open_verdict_runs_the_next_stage_and_the_last_gives_the_ordinary_verdict(world):
     from quantgate.decision.comparison import compare
     from quantgate.k8s.reconcile import policy_of
-    from quantgate.lmeval.results import RunResults
+    from quantgate.core.runs import RunResults
 
     cluster, rec = world
     cluster.add_eval("edge", SPEC)

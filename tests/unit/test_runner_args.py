@@ -46,7 +46,7 @@ def test_cli_builds_the_vllm_engine_config(tmp_path):
 
 def test_task_syntax_matches_the_operators_job_builder():
     from quantgate.api.v1alpha1 import TaskSpec
-    from quantgate.k8s.job import task_arg
+    from quantgate.lmeval.plan import task_arg
 
     specs = [TaskSpec(name="gsm8k", num_fewshot=5, limit=100), TaskSpec(name="mmlu"), TaskSpec(name="arc_challenge",
                                                                                                 limit=3)]

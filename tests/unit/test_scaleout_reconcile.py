@@ -53,3 +53,41 @@ def test_a_sharded_jobs_roles_are_read_in_shards(world, monkeypatch):
     rec.reconcile(NS, "s")
     assert sorted(reads) == [(names.results_name(job, "baseline"), 4), (names.results_name(job, "candidate"), 4)]
     assert cluster.evals["s"]["status"]["verdict"] == "Ship"
+
+
+def test_a_sharded_baseline_is_cached_and_reused_by_the_next_candidate_and_by_results_from(world, monkeypatch):
+    """The merged (verified) baseline of a sharded run becomes an operator-written cache entry: a
+    second candidate against the same baseline runs only its candidate, and `resultsFrom` naming
+    the sharded evaluation reads the merged baseline (status.resultsRef.baseline names the entry)."""
+    from quantgate.k8s import verified
+
+    cluster, rec = world
+    monkeypatch.setattr(verified, "_job_role_sharded",
+                        lambda c, ns, name, role, job, want, limits, count: verified._job_role(c, ns, name, role, job,
+                                                                                               want, limits))
+    sharded = {**SPEC, "runner": {"parallelism": 3}}
+    cluster.add_eval("s", sharded)
+    rec.reconcile(NS, "s")
+    job = names.job_name("s", 1)
+    cluster.finish_job(job)
+    rec.active.finished(NS, job)
+    rec.reconcile(NS, "s")
+    status = cluster.evals["s"]["status"]
+    assert status["verdict"] == "Ship"
+    entry = status["evidence"]["baselineCache"]
+    assert entry["name"] == f"{job}-cache" and status["resultsRef"]["baseline"] == entry["name"]
+
+    cluster.add_eval("next", {**sharded, "candidate": {"inferenceServiceRef": {"name": "int8"}}})
+    rec.reconcile(NS, "next")
+    job_next = cluster.jobs[names.job_name("next", 1)]
+    assert [c["name"] for c in job_next["spec"]["template"]["spec"]["containers"]] == ["candidate"]
+    assert cluster.evals["next"]["status"]["resultsRef"]["baseline"] == entry["name"]
+
+    cluster.add_eval("from", {**SPEC, "baseline": {"resultsFrom": "s"}})
+    rec.reconcile(NS, "from")
+    cluster.finish_job(names.job_name("from", 1))
+    rec.active.finished(NS, names.job_name("from", 1))
+    rec.reconcile(NS, "from")
+    status = cluster.evals["from"]["status"]
+    assert status["verdict"] == "Ship" and status["resultsRef"]["baseline"] == entry["name"]
+    assert [r["name"] for r in status["evidence"]["results"] if r["role"] == "baseline"] == [entry["name"]]

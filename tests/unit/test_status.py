@@ -62,3 +62,20 @@ def test_settled_and_job_outcome():
                                       "message": "Job was active longer than specified deadline"}]}}
     assert st.job_outcome(job) == ("Failed", "Job was active longer than specified deadline")
     assert st.job_outcome({"status": {}}) == (None, "")
+
+
+def test_patches_are_typed_by_the_api_and_carry_only_what_they_set():
+    import pytest
+    from pydantic import ValidationError
+
+    evidence = {"jobName": "j", "jobUID": "u-1", "results": [{"role": "baseline", "name": "j-baseline", "sha256": "ab" * 32,
+                                                            "objects": [{"name": "j-baseline", "uid": "u-2"}]}]}
+    patch = st.succeeded(_comparison(), 2, None, {"baseline": "b"}, at="t", evidence=evidence)
+    assert patch["evidence"] == evidence and "progressive" not in patch and "jobName" not in patch
+    running = st.progress(Phase.RUNNING, "JobRunning", "m", 2, None, at="t", job_name="j", results_ref={"candidate": "c"})
+    assert running["jobName"] == "j" and running["resultsRef"] == {"candidate": "c"}
+    assert set(running) == {"phase", "reason", "message", "promotable", "conditions", "jobName", "resultsRef"}
+    with pytest.raises(ValidationError):  # a mistyped field fails here, not in the API server
+        st.progress(Phase.RUNNING, "JobRunning", "m", 2, None, results_ref={"candidate": 3})
+    with pytest.raises(ValidationError):  # unknown fields are refused (the API types forbid extras)
+        st.succeeded(_comparison(), 2, None, {"baseline": "b"}, evidence={"jobname": "j"})

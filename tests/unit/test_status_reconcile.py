@@ -128,7 +128,7 @@ class FakeCluster:
 
 def compact_doc(want, model=None):
     """A compact result document with a run record matching `want` (what the runner publishes)."""
-    from quantgate.lmeval.results import COMPACT_VERSION
+    from quantgate.core.runs import COMPACT_VERSION
 
     metrics = {"acc,none": 0.5, "acc_norm,none": 0.5, "exact_match,strict-match": 0.5}
     return {"v": COMPACT_VERSION, "tasks": {n: {"m": dict(metrics)} for n, _, _ in want.tasks},

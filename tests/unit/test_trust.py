@@ -13,7 +13,7 @@ import pytest
 from quantgate.api.v1alpha1 import ModelEvaluationSpec
 from quantgate.k8s import results_channel as rc
 from quantgate.k8s import trust
-from quantgate.lmeval.results import COMPACT_VERSION
+from quantgate.core.runs import COMPACT_VERSION
 
 JOB = {"metadata": {"name": "ev-g1-abcde", "uid": "job-uid", "creationTimestamp": "2026-01-01T00:00:00Z"}}
 POD = {"metadata": {"name": "ev-g1-abcde-x7k2q", "uid": "pod-uid",

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 
 from quantgate.k8s.workqueue import WorkQueue, describe
 
@@ -143,3 +144,19 @@ def test_describe_keeps_api_errors_to_status_and_reason():
 
     assert describe(ApiError()) == "HTTP 429 Too Many Requests"
     assert describe(ValueError("bad\nsecond line")) == "ValueError: bad"
+
+
+def test_work_after_an_idle_spell_is_not_a_stall_until_it_waits_that_long():
+    async def handler(key):
+        pass
+
+    async def main():
+        q = WorkQueue(handler, workers=1)
+        q.last_progress = time.monotonic() - 100  # idle for 100 s, no worker running
+        assert not q.stalled(50)  # nothing to do is not a stall
+        q.add(("ns", "a"))
+        assert not q.stalled(50), "the work just arrived"
+        q.last_progress = time.monotonic() - 100  # the same work, waiting 100 s
+        assert q.stalled(50)
+
+    run(main())

@@ -22,7 +22,8 @@ from quantgate.api.v1alpha1 import (
     _cel,
     _spec_rules,
 )
-from quantgate.decision.model import CamelModel, Verdict
+from quantgate.core.base import CamelModel
+from quantgate.decision.model import Verdict
 
 KIND = "ModelEvaluationMatrix"
 PLURAL = "modelevaluationmatrices"

@@ -13,10 +13,12 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from quantgate.core.base import CamelModel
 from quantgate.decision.progressive import DEFAULT_CONFIDENCE, DEFAULT_STAGES
+from quantgate.decision.rule import PROFILE_TASK_LIMITS
+from quantgate.decision.tasks import TINY
 from quantgate.decision.model import (
     Aggregate,
-    CamelModel,
     DropMode,
     Profile,
     TaskComparison,
@@ -37,18 +39,11 @@ Suite = Literal["leaderboard", "tiny", "local", "local-full", "code"]
 # Tasks the built-in suites run (docs/decision.md) and the tinyBenchmarks task standing for
 # each full benchmark; used by the CEL rules that check profile/taskLimits names.
 SUITE_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k")
-TINY_FOR = {
-    "arc_challenge": "tinyArc",
-    "hellaswag": "tinyHellaswag",
-    "mmlu": "tinyMMLU",
-    "truthfulqa_mc2": "tinyTruthfulQA",
-    "winogrande": "tinyWinogrande",
-    "gsm8k": "tinyGSM8k",
-}
+TINY_FOR = {full: tiny for tiny, full in TINY.items()}  # the one table: quantgate.decision.tasks.TINY
 # The code suite's tasks: they execute model-written code (quantgate.lmeval.code_tasks).
 CODE_TASKS = ("humaneval", "mbpp")
 # The task each built-in profile limits (docs/decision.md, "Limits").
-PROFILE_TASK = {"math-tutoring": "gsm8k", "code-help": "humaneval", "summarization": "mmlu"}
+PROFILE_TASK = {profile: task for profile, limits in PROFILE_TASK_LIMITS.items() for task in limits}
 
 _NAME = dict(min_length=1, max_length=253)
 
@@ -492,13 +487,6 @@ class ModelEvaluationSpec(CamelModel):
     def local_data(self) -> bool:
         """Explicit tasks on quantgate's own datasets (suite local or local-full + tasks)."""
         return bool(self.tasks) and self.suite in ("local", "local-full")
-
-    @property
-    def local_suite(self) -> str | None:
-        """Which of quantgate's own datasets the evaluation reads: "local", "local-full" or None."""
-        if self.suite in ("local", "local-full"):
-            return self.suite
-        return "local" if self.suite == "code" and not self.tasks else None
 
 
 class Phase(str, Enum):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+
+from quantgate.commands._dev_tools import needs_dev_tools
 
 
 def register(subparsers) -> None:
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
             action.add_argument("-o", "--output", choices=("text", "json"), default="text")
         if name == "kubeconfig":
             action.add_argument("--export", action="store_true", help="print an `export KUBECONFIG=...` line")
-        action.set_defaults(func=globals()[f"_{name}"])
+        action.set_defaults(func=needs_dev_tools(globals()[f"_{name}"]))
 
 
 def _dir(args) -> Path:

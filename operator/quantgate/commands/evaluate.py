@@ -95,16 +95,6 @@ def policy_of(spec):
                   max_choice_kld=spec.max_choice_kld, min_top1_agreement=spec.min_top1_agreement)
 
 
-def tasks_arg(spec) -> str | None:
-    if not spec.tasks:
-        return None
-    parts = []
-    for t in spec.tasks:
-        text = t.name + (f":{t.num_fewshot}" if t.num_fewshot is not None else "")
-        parts.append(text + (f"@{t.limit}" if t.limit is not None else ""))
-    return ",".join(parts)
-
-
 def parse_stages(text: str) -> tuple[float, ...]:
     from quantgate.decision.progressive import check_stages
     from quantgate.errors import InputError
@@ -123,6 +113,7 @@ def run(args) -> int:
     from quantgate.decision import compare, matrix
     from quantgate.errors import InputError, QuantgateError
     from quantgate.lmeval.parallel import RunJob, run_all, run_args
+    from quantgate.lmeval.plan import run_plan
     from quantgate.lmeval.results import load_run
     from quantgate.report.html import render_html
     from quantgate.report.text import render_comparison
@@ -139,20 +130,18 @@ def run(args) -> int:
     out = Path(args.output or Path("quantgate-eval") / name)
     out.mkdir(parents=True, exist_ok=True)
 
-    local_data = (spec.local_suite or "local") if args.local_data or spec.local_data else False
+    plan = run_plan(spec, limit=args.limit, local_data=args.local_data)  # what the operator's Job runs
 
     def run_both(fraction: float | None = None) -> tuple[Path, Path]:
         jobs = []
         for role in ("baseline", "candidate"):
             ep = getattr(spec, role).endpoint
             jobs.append(RunJob(role, run_args(
-                ep.url, out / role, model=ep.model, suite=None if spec.tasks else (spec.effective_suite or "leaderboard"),
-                tasks=tasks_arg(spec), limit=args.limit if args.limit is not None else spec.limit,  # as the Job runs it
-                concurrency=spec.runner.concurrency, label=role,
+                ep.url, out / role, model=ep.model, concurrency=spec.runner.concurrency, label=role,
                 api_key_env=args.api_key_env if ep.api_key_secret_ref else "QUANTGATE_NO_API_KEY",
-                local_data=local_data, fraction=fraction, allow_code_execution=spec.allow_code_execution,
-                extra=trust_args(getattr(spec, role), args.ca_bundle) + (["--datasets", args.datasets]
-                                                                         if args.datasets else []),
+                fraction=fraction, allow_code_execution=spec.allow_code_execution,
+                extra=plan.runner_args() + trust_args(getattr(spec, role), args.ca_bundle)
+                + (["--datasets", args.datasets] if args.datasets else []),
                 request_cache=out / ".request-cache" / role if fraction is not None else None), out / role))
         for job in run_all(jobs):
             if job.failed:

@@ -8,7 +8,6 @@ Exit status: 0 published, 2 bad input, 21 publishing failed.
 
 from __future__ import annotations
 
-import argparse
 
 
 def register(subparsers) -> None:

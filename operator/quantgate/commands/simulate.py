@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from quantgate.commands._dev_tools import needs_dev_tools
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -17,7 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", choices=("text", "json"), default="text",
                    help="text: one 'NAME<TAB>URL<TAB>model=SERVED' line per variant; json: one line "
                         '{"variants": [{"name", "url", "model"}]} (the notice goes to stderr)')
-    p.set_defaults(func=run)
+    p.set_defaults(func=needs_dev_tools(run))
 
 
 def run(args) -> int:

@@ -49,7 +49,7 @@ def problems(cluster, body: dict, limits) -> list[str]:
     from quantgate.k8s.reconcile import policy_of
     from quantgate.k8s.results_channel import ResultsError
     from quantgate.k8s.verified import _read_all
-    from quantgate.lmeval.results import RunResults
+    from quantgate.core.runs import RunResults
 
     meta, status = body["metadata"], body.get("status") or {}
     where = f"{meta['namespace']}/{meta['name']}"

@@ -26,7 +26,7 @@ from quantgate.decision.significance import (
 )
 from quantgate.decision.tasks import TINY, canonical, primary_metric
 from quantgate.errors import InputError
-from quantgate.lmeval.results import RunResults
+from quantgate.core.runs import RunResults
 
 
 @dataclass

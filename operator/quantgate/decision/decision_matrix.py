@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from quantgate.decision.comparison import compare
 from quantgate.decision.model import Comparison, Policy, Verdict
 from quantgate.errors import InputError
-from quantgate.lmeval.results import RunResults
+from quantgate.core.runs import RunResults
 
 if TYPE_CHECKING:
     from quantgate.decision.selection import Selection

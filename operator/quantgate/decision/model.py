@@ -10,18 +10,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, model_validator
 
-
-class CamelModel(BaseModel):
-    """Base: camelCase on the wire, snake_case in Python, unknown keys rejected."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    def dump(self) -> dict:
-        """The wire form (camelCase, no unset optionals)."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+from quantgate.core.base import CamelModel
 
 
 class Verdict(str, Enum):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from quantgate.decision.model import DropMode, Flips
 from quantgate.decision.significance import mcnemar_p
 from quantgate.errors import InputError
-from quantgate.lmeval.results import RunResults
+from quantgate.core.runs import RunResults
 
 Z95 = 1.959963984540054
 CORRECT_AT = 0.5  # continuous per-question scores (truthfulqa_mc2) count as correct from here

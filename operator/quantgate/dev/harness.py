@@ -82,6 +82,20 @@ def stop(cluster: Cluster) -> None:
         dev_cluster.down(cluster.state_dir, progress=lambda _m: None)
 
 
+def pod_volume(cluster: Cluster, pod: dict, volume: str) -> Path:
+    """The host directory of `volume` of a pod the dev cluster's process kubelet runs: what the
+    pod's containers see at that volume's mount paths (the stand-in for `kubectl exec`, which
+    the process kubelet does not serve). The cluster's state directory holds the kubeconfig."""
+    from quantgate.dev.kubelet.pods import pod_dir
+
+    state_dir = cluster.state_dir or cluster.kubeconfig.parent
+    meta = pod["metadata"]
+    path = pod_dir(state_dir / "kubelet" / "pods", meta["namespace"], meta["name"], meta["uid"]) / "volumes" / volume
+    if not path.is_dir():
+        raise FileNotFoundError(f"volume {volume} of pod {meta['namespace']}/{meta['name']} is not at {path}")
+    return path
+
+
 def create_namespace(cluster: Cluster, prefix: str = "t", labels: dict | None = None) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     cluster.apply({"apiVersion": "v1", "kind": "Namespace",

@@ -49,15 +49,3 @@ def core_v1():
     from kubernetes import client
 
     return client.CoreV1Api(api_client())
-
-
-def batch_v1():
-    from kubernetes import client
-
-    return client.BatchV1Api(api_client())
-
-
-def custom_objects():
-    from kubernetes import client
-
-    return client.CustomObjectsApi(api_client())

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantgate.api.v1alpha1 import ModelEvaluationSpec, TaskSpec
+from quantgate.api.v1alpha1 import ModelEvaluationSpec
 from quantgate.k8s import ca_bundles, datasets_volume, names
 from quantgate.k8s.endpoints import Resolved
 from quantgate.k8s.scaleout import scale_out
 from quantgate.k8s.settings import Settings
+from quantgate.lmeval.plan import run_plan
 
 WORK = "/var/run/quantgate"
 GPU = "nvidia.com/gpu"
@@ -47,16 +48,6 @@ class Evaluation:
         return self.spec.progressive.stages[self.stage - 1]
 
 
-def task_arg(task: TaskSpec) -> str:
-    """`name[:shots][@limit]`, the runner's per-task syntax."""
-    text = task.name
-    if task.num_fewshot is not None:
-        text += f":{task.num_fewshot}"
-    if task.limit is not None:
-        text += f"@{task.limit}"
-    return text
-
-
 def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings: Settings | None = None) -> list[str]:
     spec = ev.spec
     args = ["run"]
@@ -81,14 +72,7 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings:
             args += ["--api-key-env", names.ENV_API_KEY]
         args += ["--concurrency", str(spec.runner.concurrency)]
         args += ca_bundles.runner_args(model, settings or Settings(), role)
-    if spec.tasks:
-        args += ["--tasks", ",".join(task_arg(t) for t in spec.tasks)]
-        if spec.local_data:
-            args += ["--local-data"] + (["local-full"] if spec.local_suite == "local-full" else [])
-    else:
-        args += ["--suite", spec.effective_suite or "leaderboard"]
-    if spec.limit is not None:
-        args += ["--limit", str(spec.limit)]
+    args += run_plan(spec).runner_args()
     if ev.fraction is not None:
         args += ["--fraction", repr(ev.fraction)]
     args += datasets_volume.runner_args(spec, settings or Settings())

@@ -421,16 +421,16 @@ class Reconciler:
         refs = results_refs(job_name, plan.reused)
         msg = f"runner Job {job_name} evaluating " + ("the candidate (baseline reused)" if plan.reused
                                                       else "baseline and candidate")
-        extra = {}
+        progressive = None
         if stage is not None:
             msg += f", stage {stage}/{len(spec.progressive.stages)} ({ev.fraction:.0%} of every task)"
-            extra["progressive"] = {**(status.get("progressive") or {}), **stages.running(spec, stage)}
+            progressive = {**(status.get("progressive") or {}), **stages.running(spec, stage)}
         phase, reason = Phase.RUNNING, "JobCreated"
         if kueued:
             self.active.finished(ns, job_name)
             phase, reason, msg = Phase.PENDING, "QueuedByKueue", kueue.waiting_message(job, None)
         self._patch(body, {**(start or {}), **st.progress(phase, reason, msg, gen, status, endpoints_ready=True,
-                                                          jobName=job_name, resultsRef=refs, **extra)})
+                                                          job_name=job_name, results_ref=refs, progressive=progressive)})
 
     def _protect(self, body: dict, job_name: str, egress: egress_policy.Egress) -> bool:
         """Create the Job's egress NetworkPolicy before the Job (its pod never runs without it). One this
@@ -471,12 +471,12 @@ class Reconciler:
             message = kueue.waiting_message(job, kueue.workload_of(self.cluster, body["metadata"]["namespace"], job))
             if (status.get("phase"), status.get("reason"), status.get("message")) != \
                     (Phase.PENDING.value, "QueuedByKueue", message):
-                self._patch(body, st.progress(Phase.PENDING, "QueuedByKueue", message, gen, status, jobName=job_name,
-                                              resultsRef=results_refs(job_name, reused_baseline(job))))
+                self._patch(body, st.progress(Phase.PENDING, "QueuedByKueue", message, gen, status, job_name=job_name,
+                                              results_ref=results_refs(job_name, reused_baseline(job))))
         elif status.get("phase") != Phase.RUNNING.value or status.get("jobName") != job_name:
             refs = results_refs(job_name, reused_baseline(job))
             self._patch(body, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
-                                          status, jobName=job_name, resultsRef=refs))
+                                          status, job_name=job_name, results_ref=refs))
         return None
 
     def _refusal(self, job: dict) -> str | None:
@@ -495,7 +495,7 @@ class Reconciler:
         refs = results_refs(job_name, reused_baseline(job))
         stage = stages.current(spec, body.get("status"))
         ev = Evaluation(ns, meta["name"], meta.get("uid", ""), gen, spec, stage)
-        extra: dict = {}
+        progressive: dict | None = None  # a progressive evaluation's last look, written with the verdict
         open_stage = None  # (look, cached baseline stages) of a stage that leaves the verdict open
         with self._deciding:
             try:  # results are used only once every trust check passed (quantgate.k8s.trust)
@@ -518,11 +518,13 @@ class Reconciler:
                             open_stage = (lk, cached)
                         else:
                             comparison = stages.outcome(run.baseline, run.candidate, policy_of(spec), lk, spec)
-                            extra["progressive"] = {**stages.looked(lk, spec), "baselineCache": cached or None}
+                            progressive = {**stages.looked(lk, spec), "baselineCache": cached or None}
                 except QuantgateError as exc:
                     failure = ("ComparisonFailed", str(exc))
                 else:
                     failure, evidence = None, run.evidence
+                    if scaleout.shard_count(job) > 1 and evidence.get("baselineCache"):  # merged baseline: one object
+                        refs = {**refs, "baseline": evidence["baselineCache"]["name"]}
                 del run  # the decoded result sets; the comparison keeps what status needs
             memory.trim()  # decoded result sets can be tens of MB: give the pages back
         if failure:
@@ -532,8 +534,8 @@ class Reconciler:
             lk, cached = open_stage
             return self._next_stage(body, spec, lk, ev.fraction, job_name, refs, cached)
         seconds = self._waited(body.get("status") or {})
-        self._patch(body, {**st.succeeded(comparison, gen, body.get("status"), refs), "evidence": evidence,
-                           **extra})
+        self._patch(body, st.succeeded(comparison, gen, body.get("status"), refs, evidence=evidence,
+                                       progressive=progressive))
         verdict = comparison.verdict.value
         note = f"{verdict}: average drop {comparison.average_drop:.2f}%" + (
             f"; {'; '.join(comparison.reasons)}" if comparison.reasons else "")
@@ -554,7 +556,7 @@ class Reconciler:
         meta = body["metadata"]
         msg = stages.stage_message(lk, fraction)
         new = self._patch(body, st.progress(Phase.RUNNING, "StageComplete", msg, meta.get("generation", 1),
-                                            body.get("status"), jobName=job_name, resultsRef=refs,
+                                            body.get("status"), job_name=job_name, results_ref=refs,
                                             progressive={**stages.looked(lk, spec),
                                                          "baselineCache": cached or None}))
         self.cluster.event(body, "Normal", "StageComplete", msg)

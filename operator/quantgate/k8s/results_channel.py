@@ -228,7 +228,7 @@ def publish_refusal(namespace: str, name: str, role: str, message: str) -> None:
     fails the evaluation closed with this reason instead of a bare "Job failed"."""
     if role not in names.ROLES:
         raise ValueError(f"role must be one of {names.ROLES}, got {role!r}")
-    from quantgate.lmeval.results import COMPACT_VERSION
+    from quantgate.core.runs import COMPACT_VERSION
 
     payload = encode({"v": COMPACT_VERSION, "refused": " ".join(message.split())[:REFUSAL_CHARS]})
     job, pod = runner_identity()  # stamped like results: the operator reads it only through the trust checks
@@ -280,7 +280,7 @@ def read_compact(core, namespace: str, name: str):
 
 def read_results(core, namespace: str, name: str):
     """The RunResults published under ``namespace/name`` (ResultsError when missing or malformed)."""
-    from quantgate.lmeval.results import RunResults
+    from quantgate.core.runs import RunResults
 
     compact = read_compact(core, namespace, name)
     if isinstance(compact, dict) and isinstance(compact.get("refused"), str):
@@ -292,8 +292,3 @@ def read_results(core, namespace: str, name: str):
         raise
     except Exception as exc:  # malformed document: fail closed with a readable reason
         raise ResultsError(f"results in {namespace}/{name} are malformed: {exc}") from None
-
-
-def b64size(payload: bytes) -> int:
-    """Bytes the payload occupies on the wire (base64), for logging and tests."""
-    return len(base64.b64encode(payload))

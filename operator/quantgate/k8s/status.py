@@ -1,5 +1,9 @@
 """Status of a ModelEvaluation (pure): every phase change is one merge patch built here.
 
+Each patch is built as the API type `ModelEvaluationStatus` (validated: a misspelt field or a
+wrong type raises here, not in the API server) and sent as its wire form with only the fields
+set, a field set to None deleting it (JSON merge patch).
+
 Rules kept by construction:
 * a verdict is only ever written together with phase Succeeded and the generation it
   belongs to (`observedGeneration`); starting a new generation clears it;
@@ -11,14 +15,22 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from quantgate.api.v1alpha1 import Phase
+from quantgate.api.v1alpha1 import ModelEvaluationStatus, Phase
 from quantgate.decision.model import Comparison
 
-# Keys that describe a verdict; cleared (null in a merge patch) whenever there is none.
-VERDICT_KEYS = ("verdict", "profile", "aggregate", "dropMode", "averageDrop", "decisive", "reasons", "tasks",
-                "evidence")
+# Fields that describe a verdict; cleared (null in a merge patch) whenever there is none.
+VERDICT_FIELDS = ("verdict", "profile", "aggregate", "drop_mode", "average_drop", "decisive", "reasons", "tasks",
+                  "evidence")
+NO_VERDICT = dict.fromkeys(VERDICT_FIELDS)
+VERDICT_KEYS = tuple(ModelEvaluationStatus.model_fields[f].alias or f for f in VERDICT_FIELDS)  # as on the wire
 TERMINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 ENDPOINTS_READY = "EndpointsReady"  # False while waiting for endpoints: the endpoint timeout's clock
+
+
+def _patch(**fields) -> dict:
+    """The merge patch of these status fields (Python names or wire names), validated as
+    ModelEvaluationStatus: exactly the given fields, None deleting one."""
+    return ModelEvaluationStatus.model_validate(fields).model_dump(by_alias=True, exclude_unset=True, mode="json")
 
 
 def now() -> str:
@@ -49,30 +61,21 @@ def _not_evaluated(generation: int, reason: str, message: str, previous: list | 
 def start_generation(generation: int, models: dict, previous: dict | None, at: str | None = None) -> dict:
     """A new spec generation: back to Pending, the old verdict and its Job forgotten."""
     at = at or now()
-    patch = {k: None for k in VERDICT_KEYS}
-    patch.update({
-        "phase": Phase.PENDING.value,
-        "reason": "NewGeneration",
-        "message": f"evaluating generation {generation}",
-        "observedGeneration": generation,
-        "models": models,
-        "promotable": False,
-        "jobName": None,
-        "resultsRef": None,
-        "progressive": None,
-        "startedAt": at,
-        "finishedAt": None,
-        "conditions": _not_evaluated(generation, "NewGeneration", "evaluation of this generation started",
-                                     (previous or {}).get("conditions"), at),
-    })
-    return patch
+    return _patch(**NO_VERDICT, phase=Phase.PENDING, reason="NewGeneration",
+                  message=f"evaluating generation {generation}", observed_generation=generation, models=models,
+                  promotable=False, job_name=None, results_ref=None, progressive=None, started_at=at,
+                  finished_at=None,
+                  conditions=_not_evaluated(generation, "NewGeneration", "evaluation of this generation started",
+                                            (previous or {}).get("conditions"), at))
 
 
 def progress(phase: Phase, reason: str, message: str, generation: int, previous: dict | None,
-             at: str | None = None, endpoints_ready: bool | None = None, **extra) -> dict:
+             at: str | None = None, endpoints_ready: bool | None = None, *, job_name: str | None = None,
+             results_ref: dict | None = None, progressive: dict | None = None) -> dict:
     """Pending / WaitingForEndpoints / Running with a reason; no verdict. `endpoints_ready`
     (when known) sets condition EndpointsReady, whose lastTransitionTime is when the current
-    wait for endpoints began."""
+    wait for endpoints began. The runner Job, its results and a progressive evaluation's look
+    are written when given."""
     at = at or now()
     prev = (previous or {}).get("conditions")
     conditions = _not_evaluated(generation, reason, message, prev, at)
@@ -80,27 +83,23 @@ def progress(phase: Phase, reason: str, message: str, generation: int, previous:
         conditions.append(condition(ENDPOINTS_READY, "True" if endpoints_ready else "False",
                                     "EndpointsAnswer" if endpoints_ready else reason,
                                     "the models answer" if endpoints_ready else message, generation, prev, at))
-    patch = {"phase": phase.value, "reason": reason, "message": message, "promotable": False,
-             "conditions": conditions}
-    patch.update(extra)
-    return patch
+    given = {k: v for k, v in (("job_name", job_name), ("results_ref", results_ref),
+                               ("progressive", progressive)) if v is not None}
+    return _patch(phase=phase, reason=reason, message=message, promotable=False, conditions=conditions, **given)
 
 
 def failed(reason: str, message: str, generation: int, previous: dict | None, at: str | None = None) -> dict:
     """Failed: fail closed, no verdict, never promotable."""
     at = at or now()
-    patch = {k: None for k in VERDICT_KEYS}
-    patch.update({
-        "phase": Phase.FAILED.value, "reason": reason, "message": message, "promotable": False,
-        "observedGeneration": generation, "finishedAt": at,
-        "conditions": _not_evaluated(generation, reason, message, (previous or {}).get("conditions"), at),
-    })
-    return patch
+    return _patch(**NO_VERDICT, phase=Phase.FAILED, reason=reason, message=message, promotable=False,
+                  observed_generation=generation, finished_at=at,
+                  conditions=_not_evaluated(generation, reason, message, (previous or {}).get("conditions"), at))
 
 
 def succeeded(comparison: Comparison, generation: int, previous: dict | None, results_ref: dict,
-              at: str | None = None) -> dict:
-    """The one patch that carries a verdict."""
+              at: str | None = None, *, evidence: dict | None = None, progressive: dict | None = None) -> dict:
+    """The one patch that carries a verdict (with the evidence it was derived from, and a
+    progressive evaluation's last look)."""
     at = at or now()
     wire = comparison.dump()
     verdict = wire["verdict"]
@@ -109,17 +108,17 @@ def succeeded(comparison: Comparison, generation: int, previous: dict | None, re
     if comparison.reasons:
         summary += f"; {comparison.reasons[0]}"
     prev = (previous or {}).get("conditions")
-    patch = {k: wire.get(k) for k in VERDICT_KEYS}
-    patch.update({
-        "phase": Phase.SUCCEEDED.value, "reason": verdict, "message": summary, "promotable": promotable,
-        "observedGeneration": generation, "finishedAt": at, "resultsRef": results_ref,
-        "conditions": [
-            condition("Evaluated", "True", "ResultsCompared", f"results of generation {generation} compared",
-                      generation, prev, at),
-            condition("Promotable", "True" if promotable else "False", verdict, summary, generation, prev, at),
-        ],
-    })
-    return patch
+    verdict_fields = {k: wire.get(ModelEvaluationStatus.model_fields[k].alias or k) for k in VERDICT_FIELDS}
+    verdict_fields["evidence"] = evidence
+    return _patch(**verdict_fields, phase=Phase.SUCCEEDED, reason=verdict, message=summary, promotable=promotable,
+                  observed_generation=generation, finished_at=at, results_ref=results_ref,
+                  **({"progressive": progressive} if progressive is not None else {}),
+                  conditions=[
+                      condition("Evaluated", "True", "ResultsCompared",
+                                f"results of generation {generation} compared", generation, prev, at),
+                      condition("Promotable", "True" if promotable else "False", verdict, summary, generation,
+                                prev, at),
+                  ])
 
 
 def is_settled(status: dict | None, generation: int) -> bool:

@@ -183,11 +183,9 @@ def decode(payload: bytes, limits: Limits, *, shape: str = "tasks") -> dict:
 def expected(spec, model: str | None, fraction: float | None = None) -> Expected:
     """What a role of `spec` must have run: the runner's task plan (shots, limits, and a progressive
     stage's share of the documents)."""
-    from quantgate.lmeval.suites import resolve_tasks
+    from quantgate.lmeval.plan import run_plan
 
-    suite = None if spec.tasks else spec.effective_suite
-    tasks = tuple((t.name, t.num_fewshot, t.limit or spec.limit) for t in resolve_tasks(suite, spec.tasks))
-    return Expected(model=model, tasks=tasks, fraction=fraction)
+    return Expected(model=model, tasks=run_plan(spec).task_limits(), fraction=fraction)
 
 
 def check_spec(doc: dict, want: Expected, *, check_model: bool = True) -> None:

@@ -77,7 +77,7 @@ def _entry(role: str, name: str, v: trust.Verified, *, reused: bool, pod: dict |
 
 def _from_compact(doc: dict, where: str):
     from quantgate.errors import QuantgateError
-    from quantgate.lmeval.results import RunResults
+    from quantgate.core.runs import RunResults
 
     try:
         return RunResults.from_compact(doc)
@@ -210,8 +210,9 @@ def gather(cluster, body: dict, spec, job: dict, settings, reused: str | None, s
         runs[role] = _from_compact(v.compact, f"{ns}/{entries[-1]['name']}")
         if role == "baseline":
             plan = v.run.get("tasks")
-        if role == "baseline" and not reused and settings.baseline_cache and shards == 1:
-            cache = _write_cache(cluster, body, job, v, limits)  # a stage's: under its stage key (k8s/stages.py)
+        if role == "baseline" and not reused and settings.baseline_cache:
+            # a stage's: under its stage key (k8s/stages.py); a sharded run's: its merged results
+            cache = _write_cache(cluster, body, job, v, limits)
         del v
     evidence = {"jobName": job_name, "jobUID": job["metadata"].get("uid"), "results": entries}
     if cache:

@@ -10,8 +10,9 @@
   most `cap`) and logs one line per error; a success resets the key's failure count;
 * `forget(key)`: drop a deleted object's pending work and failure count.
 
-Progress: `last_progress` is the monotonic time a worker last finished an item, or found the
-queue empty; `stalled(after_s)` says the workers have had work for that long and finished none.
+Progress: `last_progress` is the monotonic time a worker last finished an item, found the
+queue empty, or work arrived at an idle queue; `stalled(after_s)` says the workers have had work
+for that long and finished none (an idle spell before the work does not count).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class WorkQueue:
             return
         if key in self._queued:
             return
+        if not len(self):  # work after an idle spell: the stall clock starts now
+            self.last_progress = time.monotonic()
         self._queued.add(key)
         self._queue().put_nowait(key)
 

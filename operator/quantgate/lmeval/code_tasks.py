@@ -28,9 +28,9 @@ from pathlib import Path
 
 import yaml
 
+from quantgate.api.v1alpha1 import CODE_TASKS
 from quantgate.errors import InputError
 
-CODE_TASKS = ("humaneval", "mbpp")
 # lm-eval 0.4.13's own code-executing task families (unsafe_code: true): never run unsandboxed.
 UNSAFE_PREFIXES = ("humaneval", "mbpp", "cruxeval", "longproc")
 _FN = "quantgate.lmeval.code_eval"

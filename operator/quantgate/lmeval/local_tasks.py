@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from quantgate import __version__
+from quantgate.api.v1alpha1 import SUITE_TASKS
 from quantgate.lmeval.code_tasks import code_task_configs, dump
 
 DATA_DIR = Path(__file__).parent / "tasks" / "data"
@@ -30,7 +31,7 @@ MMLU_SUBJECTS = {
     "nutrition": "other",
     "miscellaneous": "other",
 }
-LOCAL_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k")
+LOCAL_TASKS = SUITE_TASKS  # the local suite runs the leaderboard's six (the table: quantgate.api.v1alpha1)
 
 
 def lm_eval_tasks_dir() -> Path:

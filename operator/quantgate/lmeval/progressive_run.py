@@ -19,7 +19,8 @@ from quantgate.decision.model import Comparison, Policy, ProgressiveOutcome
 from quantgate.decision.progressive import Look, Stratum, TaskSample, check_stages, look
 from quantgate.decision.tasks import primary_metric
 from quantgate.errors import InputError
-from quantgate.lmeval.results import RunResults, load_run
+from quantgate.core.runs import RunResults
+from quantgate.lmeval.results import load_run
 
 
 def populations(run_dir: Path) -> dict[str, int]:

@@ -36,6 +36,7 @@ from quantgate.errors import InputError, QuantgateError
 from quantgate.lmeval.code_tasks import check_code_tasks, code_execution
 from quantgate.lmeval.offline import offline_environment
 from quantgate.lmeval.preflight import Endpoint, preflight, public_url
+from quantgate.lmeval.plan import effective_limit
 from quantgate.lmeval.progress import Progress, SilentProgress
 from quantgate.lmeval.redact import Redactor, RedactingFilter
 from quantgate.lmeval.suites import resolve_tasks
@@ -256,7 +257,7 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
     from quantgate.decision.progressive import document_order, stage_count, task_fractions
 
     loaded_objs, samples, plan, leaves = [], {}, [], {}
-    limits = {s.name: s.limit or global_limit for s in specs}
+    limits = {s.name: effective_limit(s, global_limit) for s in specs}
     loaded_specs = []
     for spec in specs:
         try:

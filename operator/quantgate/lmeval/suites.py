@@ -1,7 +1,8 @@
 """Named task suites and the resolution of a spec's suite/tasks into TaskSpecs.
 
-`resolve_tasks(suite, tasks)` is the one place that decides what the runner
-evaluates; the operator's Job builder and `quantgate run` both call it.
+`resolve_tasks(suite, tasks)` is the one place that expands a suite into tasks: the runner
+(`quantgate run`) calls it, and a spec's run plan (quantgate.lmeval.plan) calls it for the
+operator's Job builder, baseline cache key and trust check.
 """
 
 from __future__ import annotations

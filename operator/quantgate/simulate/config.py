@@ -20,7 +20,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, model_validator
 
-from quantgate.decision.model import CamelModel
+from quantgate.core.base import CamelModel
 from quantgate.errors import InputError
 
 SCORED_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k", "humaneval", "mbpp")

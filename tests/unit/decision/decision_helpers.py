@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from quantgate.decision.tasks import PRIMARY_METRICS, canonical
-from quantgate.lmeval.results import RunResults, TaskResult
-from quantgate.lmeval.samples import TaskSamples
+from quantgate.core.runs import RunResults, TaskResult
+from quantgate.core.samples import TaskSamples
 
 
 def key_for(task: str) -> str:

@@ -80,7 +80,8 @@ def test_identical_setups_compare_without_warnings(capsys):
 
 def test_the_setup_survives_the_compact_form_the_operator_stores():
     from quantgate.decision.comparability import differences
-    from quantgate.lmeval.results import RunResults, load_run
+    from quantgate.core.runs import RunResults
+    from quantgate.lmeval.results import load_run
 
     run = load_run(EX / "fp16")
     back = RunResults.from_compact(json.loads(json.dumps(run.to_compact())))

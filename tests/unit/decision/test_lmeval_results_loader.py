@@ -10,8 +10,10 @@ import pytest
 
 from quantgate.decision import Policy, compare
 from quantgate.errors import InputError
-from quantgate.lmeval.results import RunResults, load_run
-from quantgate.lmeval.samples import TaskSamples, read_samples_file
+from quantgate.core.runs import RunResults
+from quantgate.lmeval.results import load_run
+from quantgate.core.samples import TaskSamples
+from quantgate.lmeval.samples import read_samples_file
 
 RUNS = Path(__file__).resolve().parents[2] / "fixtures" / "lmeval" / "runs"
 

@@ -76,7 +76,6 @@ class Kubelet:
         worker.start()
 
     def _lost(self, pod: dict) -> None:
-        meta = pod["metadata"]
         worker = PodWorker(self, pod)
         for state in worker.main:
             worker._terminate_state(state, 137, "ContainerStatusUnknown", "the process kubelet restarted")

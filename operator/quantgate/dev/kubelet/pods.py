@@ -29,6 +29,11 @@ def _decoded(obj: dict | None, decode) -> dict[str, str] | None:
     return None if obj is None else decode(obj)
 
 
+def pod_dir(pods_dir: Path, namespace: str, name: str, uid: str) -> Path:
+    """A pod's directory: its volumes under volumes/<name>, its containers under containers/<name>."""
+    return pods_dir / f"{namespace}_{name}_{uid}"
+
+
 def exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -40,7 +45,7 @@ class PodWorker(threading.Thread):
         self.k = kubelet
         self.pod = pod
         self.uid, self.ns, self.pod_name = meta["uid"], meta["namespace"], meta["name"]
-        self.dir = kubelet.pods_dir / f"{self.ns}_{self.pod_name}_{self.uid}"
+        self.dir = pod_dir(kubelet.pods_dir, self.ns, self.pod_name, self.uid)
         spec = pod["spec"]
         self.restart_policy = spec.get("restartPolicy", "Always")
         self.init_specs = spec.get("initContainers") or []
@@ -199,6 +204,7 @@ class PodWorker(threading.Thread):
             term_file = Path(paths.host(podspec.termination_path(spec)))
             term_file.unlink(missing_ok=True)
             log_file = cdir / "log"
+            unhealthy = threading.Event()  # set when the liveness probe kills this run
             if not argv:
                 self._terminate_state(state, 128, "StartError",
                                       "the process kubelet runs only containers with a command "
@@ -228,9 +234,7 @@ class PodWorker(threading.Thread):
                 if self._report_start(spec["name"], must_succeed):
                     self.patch_status()
                 exited = threading.Event()
-                grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
-                probes.watch_liveness(spec, exited, lambda _msg, c=child: threading.Thread(
-                    target=runtime.stop, args=([c], grace), daemon=True).start())
+                probes.watch_liveness(spec, exited, lambda _msg, c=child: self._kill_unhealthy(c, unhealthy))
                 code = exit_code(child.wait())
                 exited.set()
                 written = term_file.read_text(errors="replace") if term_file.exists() else ""
@@ -239,8 +243,10 @@ class PodWorker(threading.Thread):
                     tail = log_file.read_bytes()[-8192:].decode(errors="replace")
                 message = podspec.termination_message(spec, written, tail, code)
                 self._terminate_state(state, code, "Completed" if code == 0 else "Error", message)
+            # A container killed for failing its liveness probe restarts unless the policy is
+            # Never, whatever its exit code (a kubelet's shouldRestartOnFailure).
             restart = self.restart_policy == "Always" or (
-                self.restart_policy == "OnFailure" and state.exit_code != 0)
+                self.restart_policy == "OnFailure" and (state.exit_code != 0 or unhealthy.is_set()))
             if self.stopping.is_set() or not restart or (must_succeed and state.exit_code == 0):
                 return
             state.last = state.status()["state"]["terminated"]
@@ -249,6 +255,12 @@ class PodWorker(threading.Thread):
             self.patch_status()
             self.stopping.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _kill_unhealthy(self, child: subprocess.Popen, unhealthy: threading.Event) -> None:
+        """The liveness probe failed: kill the container (TERM, the pod's grace period, KILL)."""
+        unhealthy.set()
+        grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+        threading.Thread(target=runtime.stop, args=([child], grace), daemon=True).start()
 
     def _report_start(self, name: str, init: bool) -> bool:
         """Whether this start is worth a status write of its own: an init container's or a

@@ -1,12 +1,15 @@
 """Liveness probes (httpGet) of the process kubelet: a container that fails its probe
-`failureThreshold` times in a row is killed (TERM, grace, KILL) and restarted by its pod's
-restart policy, as a kubelet does. Pods share the host's network, so the probe asks
-127.0.0.1 on the container's port."""
+`failureThreshold` times in a row is killed (TERM, grace, KILL) and restarted unless its pod's
+restart policy is Never, as a kubelet does. As a kubelet's prober, it ticks every
+`periodSeconds` from the container's start, the first tick at the start, and skips the ticks
+before `initialDelaySeconds`. Pods share the host's network, so the probe asks 127.0.0.1 on the
+container's port."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -48,15 +51,18 @@ def watch_liveness(spec: dict, done: threading.Event, on_failure) -> threading.T
     threshold = int(probe.get("failureThreshold", 3))
 
     def loop() -> None:
-        if done.wait(delay):
-            return
+        started = tick = time.monotonic()
         failures = 0
-        while not done.wait(period):
-            failures = 0 if answers(url, timeout) else failures + 1
-            if failures >= threshold:
-                message = f"Liveness probe failed: {url} {failures} times in a row"
-                log.info("container %s: %s; restarting it", spec.get("name"), message)
-                on_failure(message)
+        while True:
+            if tick - started >= delay:
+                failures = 0 if answers(url, timeout) else failures + 1
+                if failures >= threshold and not done.is_set():
+                    message = f"Liveness probe failed: {url} {failures} times in a row"
+                    log.info("container %s: %s; killing it", spec.get("name"), message)
+                    on_failure(message)
+                    return
+            tick = max(tick + period, time.monotonic())  # a ticker: a slow probe skips ticks
+            if done.wait(max(0.0, tick - time.monotonic())):
                 return
 
     thread = threading.Thread(target=loop, name=f"liveness-{spec.get('name')}", daemon=True)
