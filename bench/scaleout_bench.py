@@ -1,7 +1,9 @@
 """Scale-out: one full evaluation unsharded versus sharded 4 ways, in the same run.
 
-The largest suite available here is `local` (six leaderboard tasks on the shipped data,
-3,776 requests per model; there is no `local-full`). Each model (the demo's FP16 and
+By default the `local` suite (six leaderboard tasks on the shipped data, 3,776 requests per
+model); `--suite local-full` runs the full-size suite instead (over 100,000 requests per model:
+about an hour per configuration at one replica's 32 requests/s, so it is for a machine with the
+cores to run 8 runners and 8 simulated servers at once). Each model (the demo's FP16 and
 INT4-g128) is served by 4 simulated replicas, each behaving like one GPU server: every
 completion takes LATENCY_MS and at most MAX_NUM_SEQS run at once (vLLM's max_num_seqs),
 so one replica serves MAX_NUM_SEQS / LATENCY_MS requests per second.
@@ -46,8 +48,9 @@ MAX_NUM_SEQS = 8
 MODELS = ("fp16", "int4-g128")
 
 
-def fleet_config() -> dict:
+def fleet_config(suite: str) -> dict:
     cfg = yaml.safe_load((ROOT / "examples/simulate/demo-fleet.yaml").read_text())
+    cfg["suites"] = [suite]
     cfg["variants"] = [{**v, "latencyMs": LATENCY_MS, "maxNumSeqs": MAX_NUM_SEQS}
                        for v in cfg["variants"] if v["name"] in MODELS]
     return cfg
@@ -76,7 +79,12 @@ def compare_json(baseline: Path, candidate: Path) -> str:
 
 
 def main() -> None:
-    cfg = fleet_config()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=("local", "local-full"), default="local")
+    suite = parser.parse_args().suite
+    cfg = fleet_config(suite)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         fleets = [SimulatedFleet(cfg) for _ in range(SHARDS)]
@@ -85,14 +93,14 @@ def main() -> None:
         try:
             load_before = os.getloadavg()
             cpu0 = cpu_seconds()
-            one = run([RunJob(m, run_args(fleets[0].url(m), out / "p1" / m, suite="local", label=f"p1 {m}",
+            one = run([RunJob(m, run_args(fleets[0].url(m), out / "p1" / m, suite=suite, label=f"p1 {m}",
                                           progress_interval=30), out / "p1" / m) for m in MODELS])
             load_mid = os.getloadavg()
             cpu1 = cpu_seconds()
             jobs = []
             for m in MODELS:
                 for i in range(SHARDS):
-                    args = run_args(fleets[i].url(m), out / "p4" / m / f"s{i}", suite="local",
+                    args = run_args(fleets[i].url(m), out / "p4" / m / f"s{i}", suite=suite,
                                     label=f"p4 {m} {i}/{SHARDS}", progress_interval=30) + ["--shard", f"{i}/{SHARDS}"]
                     jobs.append(RunJob(f"{m} {i}", args, out / "p4" / m / f"s{i}"))
             started = time.monotonic()
@@ -118,7 +126,7 @@ def main() -> None:
 
     per_model = sum(requests) // len(MODELS) // 2  # each model ran twice (p1 and p4)
     ideal_one = per_model / (MAX_NUM_SEQS / (LATENCY_MS / 1000))
-    print(f"local suite: {per_model} requests per model; replica: {MAX_NUM_SEQS} at once, {LATENCY_MS} ms each "
+    print(f"{suite} suite: {per_model} requests per model; replica: {MAX_NUM_SEQS} at once, {LATENCY_MS} ms each "
           f"(ideal {ideal_one:.1f}s per model on one replica, {ideal_one / SHARDS:.1f}s on {SHARDS})")
     print(f"parallelism 1: {one:.1f}s   parallelism {SHARDS}: {four:.1f}s (merge included)   "
           f"speedup {one / four:.2f}x (goal >= 3.2)")
@@ -128,7 +136,7 @@ def main() -> None:
           f"per model unsharded against {MAX_NUM_SEQS / (LATENCY_MS / 1000):.0f} req/s a replica serves")
     print(f"machine: {os.cpu_count()} CPUs; load average before {load_before[0]:.1f}, after parallelism 1 "
           f"{load_mid[0]:.1f}, after parallelism {SHARDS} {load_after[0]:.1f}")
-    print(json.dumps({"bench": "scaleout", "shards": SHARDS, "suite": "local", "requests_per_model": per_model,
+    print(json.dumps({"bench": "scaleout", "shards": SHARDS, "suite": suite, "requests_per_model": per_model,
                       "seconds_p1": round(one, 2), "seconds_p4": round(four, 2), "speedup": round(one / four, 2),
                       "ideal_speedup": SHARDS, "identical": identical, "cpus": os.cpu_count(),
                       "runner_cpu_seconds_p1": round(cpu1, 1), "runner_cpu_seconds_p4": round(cpu4, 1),
