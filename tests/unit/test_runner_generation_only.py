@@ -29,6 +29,8 @@ def test_generation_only_tasks_run_without_tokenizer_endpoints_as_text_prompts(f
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "no tokenizer endpoints: generation-only tasks, prompts sent as text" in err
+    assert "generation kwargs for every generation task: repeat_penalty=1.0, top_k=1" in err
+    assert "Cannot determine EOS string" not in err and "specified through cli" not in err  # said once, above
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["prompts"] == "text" and manifest["genKwargs"] == {"repeat_penalty": 1.0, "top_k": 1}
     assert manifest["logprobProbe"].startswith("skipped") and manifest["requests"] == 4

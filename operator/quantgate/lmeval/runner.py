@@ -317,6 +317,10 @@ def _configure_logging(redactor: Redactor, verbose: bool) -> logging.Handler:
     handler.addFilter(lambda record: "Session is closed" not in record.getMessage())
     if not verbose:  # lm-eval logs each failed request's repr, request headers included: too much
         handler.addFilter(lambda record: not record.getMessage().startswith("Exception:"))
+        # Said once by the runner instead: --gen-kwargs (lm-eval adds advice on do_sample) and text
+        # prompts without a tokenizer (lm-eval cannot name the EOS string; the server stops at EOS).
+        handler.addFilter(lambda record: not record.getMessage().startswith(
+            ("generation_kwargs: ", "Cannot determine EOS string")))
     for name in _RUNNER_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers = [handler]
@@ -447,6 +451,8 @@ def _run(config: RunConfig, specs: list[TaskSpec], redactor: Redactor, progress:
         manifest["prompts"] = "tokens" if model_args.get("tokenized_requests", True) else "text"
     if config.gen_kwargs:
         manifest["genKwargs"] = config.gen_kwargs
+        progress.message(f"generation kwargs for every generation task: "
+                         f"{', '.join(f'{k}={v}' for k, v in config.gen_kwargs.items())}")
     # Marked incomplete from the start: a run killed at any point (SIGKILL, evicted pod) leaves a
     # directory that every reader refuses, even if lm-eval's files were already written.
     _write_json_atomic(staging / MANIFEST, manifest)
