@@ -198,3 +198,16 @@ def test_demo_real_prints_the_matrix_on_a_small_task_set(tmp_path):
         assert any(line.split()[:2] in ([kind, "gsm8k"], [kind, "(Reference)"]) and line.rstrip().endswith("2/2")
                    for line in served_lines), kind
     assert "every generated answer is identical through the server and the in-process engine" in proc.stdout
+
+
+def test_a_server_that_cannot_load_its_model_fails_in_one_line(tmp_path):
+    from quantgate.engines.llama_server import LlamaServer, ServerFailed
+
+    bad = tmp_path / "truncated.gguf"
+    with open(model_path(REFERENCE), "rb") as whole:
+        bad.write_bytes(whole.read(4096))  # a real GGUF header, no tensors
+    with pytest.raises(ServerFailed) as err:
+        LlamaServer({"bad": bad}, tmp_path / "server", n_threads=2).start()
+    message = str(err.value)
+    assert "llama_cpp.server exited with status" in message and "Failed to load model" in message
+    assert "\n" not in message

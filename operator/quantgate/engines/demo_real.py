@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from quantgate.decision import matrix
     from quantgate.decision.model import Policy
-    from quantgate.engines.demo_server import run_through_server, server_section, server_tasks
+    from quantgate.engines.demo_server import check_server, run_through_server, server_section, server_tasks
     from quantgate.engines.real_models import CANDIDATES, REFERENCE, missing, model_path
     from quantgate.lmeval.parallel import RunJob, run_all
     from quantgate.lmeval.results import load_run
@@ -54,11 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo-real: {problem}", file=sys.stderr)
         return 2
     through_server = server_tasks(args.tasks, args.server_tasks)
+    kinds = (REFERENCE, *CANDIDATES)
+    out = Path(args.output)
+    if through_server:
+        check_server({k: model_path(k) for k in kinds}, out / "server", args.server_port)
     t0 = time.monotonic()
     say = lambda text: print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)  # noqa: E731
-    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    kinds = (REFERENCE, *CANDIDATES)
     threads = max(1, (os.cpu_count() or 1) // max(1, args.parallel))
     jobs = [RunJob(k, ["--engine", "llama-cpp", "--model-path", str(model_path(k)), "--tasks", args.tasks,
                        "--local-data", "--output", str(out / k), "--force", "--threads", str(threads),

@@ -37,6 +37,13 @@ def server_tasks(tasks: str, chosen: str | None) -> list[str]:
     return [entries[n] for n in names]
 
 
+def check_server(models: dict[str, Path], out: Path, port: int | None) -> None:
+    """Before the engine runs: a missing server extra or a busy --server-port, in one line."""
+    from quantgate.engines.llama_server import LlamaServer
+
+    LlamaServer(models, out, port=port).check()
+
+
 def run_through_server(models: dict[str, Path], tasks: list[str], out: Path, threads: int, port: int | None,
                        reuse: bool, say: Callable[[str], None]) -> dict[str, Path]:
     """Serve every model from one server process and evaluate `tasks` on each; run directories."""

@@ -78,16 +78,20 @@ class LlamaServer:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self) -> "LlamaServer":
+    def check(self) -> None:
+        """What would stop the server from starting, found without starting it: ServerFailed."""
         missing = missing_server_modules()
         if missing:
             raise ServerFailed(f"llama-cpp-python's server needs its [server] extra ({', '.join(missing)} missing): "
                                "run `make tools-llama` or pip install 'llama-cpp-python[server]'")
-        if self.port is None:
-            self.port = free_port()
-        elif port_in_use(self.port):
+        if self.port is not None and port_in_use(self.port):
             raise ServerFailed(f"port {self.port} on {HOST} is in use; choose another port or leave it out "
                                "(a free one is picked)")
+
+    def start(self) -> "LlamaServer":
+        self.check()
+        if self.port is None:
+            self.port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "server-config.json"
         config.write_text(json.dumps(server_config(self.models, self.port, self.n_ctx, self.n_threads, self.seed),
