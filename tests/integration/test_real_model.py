@@ -182,7 +182,8 @@ def test_demo_real_prints_the_matrix_on_a_small_task_set(tmp_path):
                            "--tasks", "arc_challenge:0@6,gsm8k:0@2"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    server_at = next(i for i, line in enumerate(lines) if line.startswith("Generation through llama-cpp-python's server"))
+    server_at = next(i for i, line in enumerate(lines)
+                     if line.startswith("Generation through llama-cpp-python's server"))
     lines, served_lines = lines[:server_at], lines[server_at:]
     rows = {line.split()[0]: line for line in lines if line.split()[:1] in (["Reference"], ["Q3_K_M"], ["Q2_K"])}
     assert set(rows) == {"Reference", "Q3_K_M", "Q2_K"}

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="reuse complete run directories under --output")
     parser.add_argument("--server-tasks", metavar="NAMES", help="tasks of --tasks also run through llama-cpp-python's "
                         "server (default: its generation tasks; none: no server)")
-    parser.add_argument("--server-port", type=int, metavar="PORT", help="the server's loopback port (default: a free one)")
+    parser.add_argument("--server-port", type=int, metavar="PORT",
+                        help="the server's loopback port (default: a free one)")
     args = parser.parse_args(argv)
 
     from quantgate.decision import matrix
