@@ -71,6 +71,7 @@ clean:
 tools-llama: venv system-deps
 	bash scripts/build-llama.sh $(VENV)
 
-# Reference vs Q3_K_M and Q2_K through the in-process llama.cpp engine: real scores, flips, fidelity.
+# Reference vs Q3_K_M and Q2_K through the in-process llama.cpp engine: real scores, flips, fidelity;
+# gsm8k also through llama-cpp-python's server, its answers compared with the engine's.
 demo-real: tools-llama
 	bash scripts/demo-real.sh

@@ -50,8 +50,13 @@ if [[ -z $whl ]]; then
 else
   echo "llama: wheel cached: $whl"
 fi
-if ! "$py" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_PYTHON_VERSION')" 2>/dev/null; then
-  # [server]: llama-cpp-python's OpenAI-compatible server, which the tests probe (and refuse)
+# [server]: llama-cpp-python's OpenAI-compatible server, which the tests probe (and refuse for
+# loglikelihood tasks) and `make demo-real` runs its generation task through. Its extra's modules
+# are checked too: a venv with the bare wheel (pip install FILE.whl) gets them here; pip takes
+# them from its cache when it has them.
+if ! "$py" -c "import llama_cpp, sys, importlib.util as u
+sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_PYTHON_VERSION' or any(u.find_spec(m) is None for m in
+         ('fastapi', 'uvicorn', 'sse_starlette', 'starlette_context', 'pydantic_settings')))" 2>/dev/null; then
   "$py" -m pip install -q "$whl[server]"
 fi
 

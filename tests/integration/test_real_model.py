@@ -173,14 +173,42 @@ def test_reference_vs_q2_k_shows_real_flips_and_divergence(runs, capsys):
 
 def test_demo_real_prints_the_matrix_on_a_small_task_set(tmp_path):
     """`make demo-real`'s driver end to end on a few questions (the make target runs the full set):
-    three real models, a matrix, flips and fidelity, even though the reference scores 0 on GSM8K."""
+    three real models, a matrix, flips and fidelity, even though the reference scores 0 on GSM8K;
+    GSM8K also through llama-cpp-python's server, whose answers must be the engine's, text for text."""
+    from quantgate.engines.generations import agreement, generations
+
     out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "quantgate.engines.demo_real", "--output", str(out),
                            "--tasks", "arc_challenge:0@6,gsm8k:0@2"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
+    server_at = next(i for i, line in enumerate(lines)
+                     if line.startswith("Generation through llama-cpp-python's server"))
+    lines, served_lines = lines[:server_at], lines[server_at:]
     rows = {line.split()[0]: line for line in lines if line.split()[:1] in (["Reference"], ["Q3_K_M"], ["Q2_K"])}
     assert set(rows) == {"Reference", "Q3_K_M", "Q2_K"}
     assert any(v in rows["Q2_K"] for v in ("Ship", "Monitor", "ABTest", "Block"))
     assert any(line.strip().startswith("Q2_K: arc_challenge KLD") for line in lines)
     assert (out / "report.html").is_file() and all((out / k / "manifest.json").is_file() for k in rows if k != "Reference")
+    for kind in (REFERENCE, *CANDIDATES):
+        manifest = json.loads((out / "server" / kind / "manifest.json").read_text())
+        assert manifest["engine"] == "api" and manifest["prompts"] == "text"
+        assert manifest["genKwargs"] == {"repeat_penalty": 1.0} and manifest["logprobProbe"].startswith("skipped")
+        served, engine = generations(out / "server" / kind, "gsm8k"), generations(out / kind, "gsm8k")
+        assert len(served) == 2 and agreement(served, engine).identical, (kind, served, engine)
+        assert any(line.split()[:2] in ([kind, "gsm8k"], [kind, "(Reference)"]) and line.rstrip().endswith("2/2")
+                   for line in served_lines), kind
+    assert "every generated answer is identical through the server and the in-process engine" in proc.stdout
+
+
+def test_a_server_that_cannot_load_its_model_fails_in_one_line(tmp_path):
+    from quantgate.engines.llama_server import LlamaServer, ServerFailed
+
+    bad = tmp_path / "truncated.gguf"
+    with open(model_path(REFERENCE), "rb") as whole:
+        bad.write_bytes(whole.read(4096))  # a real GGUF header, no tensors
+    with pytest.raises(ServerFailed) as err:
+        LlamaServer({"bad": bad}, tmp_path / "server", n_threads=2).start()
+    message = str(err.value)
+    assert "llama_cpp.server exited with status" in message and "Failed to load model" in message
+    assert "\n" not in message

@@ -1,7 +1,8 @@
 """`quantgate run`: lm-eval for one model against one endpoint (or in-process vLLM).
 
 Exit status: 0 complete; 2 bad input; 10 unreachable; 11 not healthy / no OpenAI
-API; 12 unauthorized; 13 model not served; 14 no tokenizer endpoints; 15 the endpoint's TLS certificate is not trusted;
+API; 12 unauthorized; 13 model not served; 14 no tokenizer endpoints (needed by loglikelihood
+tasks only); 15 the endpoint's TLS certificate is not trusted;
 16 the --datasets cache lacks a task's data;
 17 broken prompt log-probabilities for loglikelihood tasks (lmeval/logprob_probe.py); 20 the
 evaluation failed mid-run (the output is left as <DIR>.partial, marked incomplete);
@@ -60,6 +61,10 @@ def register(subparsers) -> None:
     p.add_argument("--datasets", metavar="DIR", help="read datasets only from this prepared cache (quantgate "
                    "datasets pull), with the Hugging Face Hub offline; may be read-only")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--gen-kwargs", metavar="KEY=VALUE,...", help="merged into every generation task's "
+                   "generation_kwargs (lm-eval's gen_kwargs, recorded in its results); an endpoint gets the keys "
+                   "lm-eval does not interpret in each request, e.g. repeat_penalty=1.0 for llama-cpp-python's "
+                   "server, whose default 1.1 is not greedy decoding")
     p.add_argument("--allow-code-execution", action="store_true",
                    help="let code tasks (suite code: humaneval, mbpp) run the model's code, each sample in "
                         "quantgate's sandbox (docs/security.md); without it they are refused")
@@ -100,6 +105,32 @@ def parse_tasks(text: str):
     if not specs:
         raise InputError("--tasks is empty; list at least one task")
     return specs
+
+
+def parse_gen_kwargs(text: str | None) -> dict | None:
+    """KEY=VALUE,... → dict; numbers and true/false become numbers and booleans."""
+    if text is None:
+        return None
+    out: dict = {}
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        key, eq, raw = part.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()) or not raw.strip():
+            raise InputError(f"--gen-kwargs: {part!r} is not KEY=VALUE, e.g. repeat_penalty=1.0")
+        out[key.strip()] = _scalar(raw.strip())
+    if not out:
+        raise InputError("--gen-kwargs is empty; give KEY=VALUE pairs, e.g. repeat_penalty=1.0")
+    return out
+
+
+def _scalar(raw: str):
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
 
 
 def read_api_key(env_var: str | None, key_file: str | None) -> str | None:
@@ -164,7 +195,8 @@ def config_from_args(args):
             request_cache=Path(args.request_cache) if args.request_cache else None,
             ca_bundle=args.ca_bundle, insecure_skip_verify=args.insecure_skip_verify,
             datasets=Path(args.datasets) if args.datasets else None,
-            shard=_shard(args.shard), allow_code_execution=args.allow_code_execution)
+            shard=_shard(args.shard), allow_code_execution=args.allow_code_execution,
+            gen_kwargs=parse_gen_kwargs(args.gen_kwargs))
     except ValueError as exc:  # pydantic: one line, no values echoed (the key is a SecretStr anyway)
         first = str(exc).splitlines()
         raise InputError(" ".join(first[1:3]).strip() or "invalid arguments") from None

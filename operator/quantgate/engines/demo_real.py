@@ -3,8 +3,11 @@
 Evaluates SmolLM2-135M-Instruct's Q4_1 GGUF (the reference) and its Q3_K_M and Q2_K
 requantizations with the in-process llama.cpp engine (`quantgate run --engine llama-cpp`) on
 the local suite's datasets, then prints the decision matrix with the real scores, answer flips
-and the fidelity signals (choice KLD, top-1 agreement), and writes an HTML report.
+and the fidelity signals (choice KLD, top-1 agreement), and writes an HTML report. The
+generation tasks also run through llama-cpp-python's OpenAI-compatible server
+(engines/demo_server.py), printed beside the engine's with the answers compared.
 Run: python -m quantgate.engines.demo_real [--output DIR] [--tasks LIST] [--parallel N] [--drop-mode M] [--reuse]
+     [--server-tasks NAMES|none] [--server-port PORT]
 """
 
 from __future__ import annotations
@@ -31,10 +34,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="per-task drops in percentage points (default: the reference's GSM8K score is 0) "
                         "or relative")
     parser.add_argument("--reuse", action="store_true", help="reuse complete run directories under --output")
+    parser.add_argument("--server-tasks", metavar="NAMES", help="tasks of --tasks also run through llama-cpp-python's "
+                        "server (default: its generation tasks; none: no server)")
+    parser.add_argument("--server-port", type=int, metavar="PORT",
+                        help="the server's loopback port (default: a free one)")
     args = parser.parse_args(argv)
 
     from quantgate.decision import matrix
     from quantgate.decision.model import Policy
+    from quantgate.engines.demo_server import check_server, run_through_server, server_section, server_tasks
     from quantgate.engines.real_models import CANDIDATES, REFERENCE, missing, model_path
     from quantgate.lmeval.parallel import RunJob, run_all
     from quantgate.lmeval.results import load_run
@@ -46,11 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"demo-real: {problem}", file=sys.stderr)
         return 2
+    through_server = server_tasks(args.tasks, args.server_tasks)
+    kinds = (REFERENCE, *CANDIDATES)
+    out = Path(args.output)
+    if through_server:
+        check_server({k: model_path(k) for k in kinds}, out / "server", args.server_port)
     t0 = time.monotonic()
     say = lambda text: print(f"[{time.monotonic() - t0:6.1f}s] {text}", flush=True)  # noqa: E731
-    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    kinds = (REFERENCE, *CANDIDATES)
     threads = max(1, (os.cpu_count() or 1) // max(1, args.parallel))
     jobs = [RunJob(k, ["--engine", "llama-cpp", "--model-path", str(model_path(k)), "--tasks", args.tasks,
                        "--local-data", "--output", str(out / k), "--force", "--threads", str(threads),
@@ -63,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"demo-real: the {failed[0].label} run failed (exit status {failed[0].returncode})", file=sys.stderr)
         return 1
+    server_dirs = None
+    if through_server:
+        server_dirs = run_through_server({k: model_path(k) for k in kinds}, through_server, out / "server", threads,
+                                         args.server_port, args.reuse, say)
     runs = {k: load_run(out / k) for k in kinds}
     sizes = {("Reference" if k == REFERENCE else k): f"{model_path(k).stat().st_size / 2**20:.1f}Mi" for k in kinds}
     candidates = {k: runs[k] for k in CANDIDATES}
@@ -84,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     for p, m in matrices.items():
         for row in m.rows[1:]:
             print(f"{row.name} [{p}]: {row.verdict.value} - {row.comparison.reasons[0]}")
+    if server_dirs:
+        print()
+        print("Generation through llama-cpp-python's server (text prompts, repeat_penalty=1.0) beside the in-process "
+              "engine; scores on the matrix's metric:")
+        for line in server_section(REFERENCE, {k: out / k for k in kinds}, server_dirs, through_server,
+                                   matrices["general"], args.drop_mode):
+            print(f"  {line}" if line else "")
     report = out / "report.html"
     report.write_text(render_html(matrices["general"], title="quantgate demo-real: SmolLM2-135M GGUF"))
     print()

@@ -2,7 +2,7 @@
 
 Each failure has its own exit status (documented in docs/runner.md):
   10 unreachable      11 not healthy / no OpenAI API      12 unauthorized
-  13 model not served 14 no tokenizer endpoints (and no --tokenizer given)
+  13 model not served 14 no tokenizer endpoints (and no --tokenizer given) for loglikelihood tasks
   15 the endpoint's TLS certificate is not trusted (give its CA with --ca-bundle)
 No retries: a preflight answers in seconds, not after lm-eval's backoff.
 """
@@ -139,10 +139,15 @@ def preflight(url: str, model: str | None, api_key: str | None, need_remote_toke
     tok_root = completions.replace("/v1/completions", "").rstrip("/")
     remote = _has_tokenizer(client, tok_root)
     if need_remote_tokenizer and not remote:
-        raise PreflightError(f"endpoint {public_url(url)} has no tokenizer endpoints (/tokenizer_info, /tokenize; "
-                             "vLLM needs --enable-tokenizer-info-endpoint); pass --tokenizer PATH to a local "
-                             "Hugging Face tokenizer directory instead", NO_TOKENIZER)
+        raise no_tokenizer(url)
     return Endpoint(api_base, completions, tok_root, model, int(max_len) if max_len else None, remote)
+
+
+def no_tokenizer(url: str, tasks: list[str] | None = None) -> PreflightError:
+    need = f" for its loglikelihood tasks ({', '.join(tasks[:3])}{', ...' if len(tasks) > 3 else ''})" if tasks else ""
+    return PreflightError(f"endpoint {public_url(url)} has no tokenizer endpoints (/tokenizer_info, /tokenize; "
+                          f"vLLM needs --enable-tokenizer-info-endpoint){need}; pass --tokenizer PATH to a local "
+                          "Hugging Face tokenizer directory instead, or run generation-only tasks", NO_TOKENIZER)
 
 
 def _has_tokenizer(client: _Client, root: str) -> bool:

@@ -109,6 +109,9 @@ class RunConfig(BaseModel):
     shard: tuple[int, int] | None = Field(None, description="(index, count): evaluate only this shard of the "
                                           "plan (quantgate.lmeval.shard); join the shards with `quantgate merge`.")
     allow_code_execution: bool = Field(False, description="Run code tasks (model-written code, in the sandbox).")
+    gen_kwargs: dict[str, str | bool | int | float] | None = Field(
+        None, description="lm-eval gen_kwargs: merged into every generation task's generation_kwargs; "
+        "local-completions sends the keys it does not interpret (e.g. repeat_penalty) in each request.")
 
     @property
     def local_suite(self) -> str | None:
@@ -332,6 +335,10 @@ def _configure_logging(redactor: Redactor, verbose: bool) -> logging.Handler:
     handler.addFilter(lambda record: "Session is closed" not in record.getMessage())
     if not verbose:  # lm-eval logs each failed request's repr, request headers included: too much
         handler.addFilter(lambda record: not record.getMessage().startswith("Exception:"))
+        # Said once by the runner instead: --gen-kwargs (lm-eval adds advice on do_sample) and text
+        # prompts without a tokenizer (lm-eval cannot name the EOS string; the server stops at EOS).
+        handler.addFilter(lambda record: not record.getMessage().startswith(
+            ("generation_kwargs: ", "Cannot determine EOS string")))
     for name in _RUNNER_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers = [handler]
@@ -401,7 +408,10 @@ def _run(config: RunConfig, specs: list[TaskSpec], redactor: Redactor, progress:
                         (config.uses_local_data or config.datasets is not None))
     _quiet_progress_bars()
 
-    endpoint = None
+    endpoint, tasks = None, None
+    if config.gen_kwargs and config.engine == "llama-cpp":
+        raise InputError("--gen-kwargs: the in-process llama.cpp engine decodes greedily and takes no generation "
+                         "settings; drop --gen-kwargs or evaluate through an endpoint")
     if config.engine == "api":
         if not config.endpoint:
             raise InputError("--endpoint is required (or use --engine vllm --model-path PATH)")
@@ -412,9 +422,13 @@ def _run(config: RunConfig, specs: list[TaskSpec], redactor: Redactor, progress:
         if config.tokenizer:
             _check_tokenizer(config.tokenizer)
         progress.message(f"preflight {public_url(config.endpoint)}")
-        endpoint = preflight(config.endpoint, config.model, config.secret(), need_remote_tokenizer=not config.tokenizer,
+        endpoint = preflight(config.endpoint, config.model, config.secret(), need_remote_tokenizer=False,
                              trust=config.trust)
         model_args = api_model_args(config, endpoint)
+        if not endpoint.remote_tokenizer and not config.tokenizer:
+            # Only loglikelihood tasks need token ids: load the tasks now, before any output, to tell.
+            tasks = _generation_only(config, specs, endpoint, progress)
+            model_args.update(tokenizer_backend=None, tokenized_requests=False)
         if not config.max_length and not endpoint.max_model_len:
             progress.message(f"warning: the server does not report max_model_len; using {DEFAULT_MAX_LENGTH} "
                              "tokens (set --max-length to the served context length)")
@@ -452,11 +466,17 @@ def _run(config: RunConfig, specs: list[TaskSpec], redactor: Redactor, progress:
         "seed": config.seed, "lmEvalVersion": _lm_eval_version(), "quantgateVersion": __version__,
         "startedAt": started,
     }
+    if endpoint:
+        manifest["prompts"] = "tokens" if model_args.get("tokenized_requests", True) else "text"
+    if config.gen_kwargs:
+        manifest["genKwargs"] = config.gen_kwargs
+        progress.message(f"generation kwargs for every generation task: "
+                         f"{', '.join(f'{k}={v}' for k, v in config.gen_kwargs.items())}")
     # Marked incomplete from the start: a run killed at any point (SIGKILL, evicted pod) leaves a
     # directory that every reader refuses, even if lm-eval's files were already written.
     _write_json_atomic(staging / MANIFEST, manifest)
     try:
-        results = _evaluate(config, specs, model_args, staging, progress, redactor, manifest)
+        results = _evaluate(config, specs, model_args, staging, progress, redactor, manifest, tasks)
     except QuantgateError as exc:
         _fail(staging, manifest, redactor.text(str(exc)))
         raise
@@ -535,13 +555,31 @@ def _probe_if_needed(config, model_args: dict, leaves: list, progress: Progress,
     progress.message(f"log-probability probe passed ({len(scored)} loglikelihood tasks)")
 
 
+def _generation_only(config, specs, endpoint: Endpoint, progress: Progress) -> tuple:
+    """The loaded tasks when none needs loglikelihoods (then lm-eval sends text prompts and the
+    server tokenizes them); else PreflightError 14, before any output is written."""
+    from quantgate.lmeval.logprob_probe import needs_loglikelihood
+    from quantgate.lmeval.preflight import no_tokenizer
+
+    task_manager = _task_manager(config.local_suite)
+    loaded = _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
+    scored = needs_loglikelihood(list(loaded[3].values()))
+    if scored:
+        raise no_tokenizer(config.endpoint, scored)
+    progress.message(f"{public_url(endpoint.api_base)} has no tokenizer endpoints: generation-only tasks, "
+                     "prompts sent as text (the server tokenizes them and stops at its own end-of-sequence token)")
+    return task_manager, loaded
+
+
 def _evaluate(config, specs, model_args, staging: Path, progress: Progress, redactor: Redactor,
-              manifest: dict) -> dict:
+              manifest: dict, tasks: tuple | None = None) -> dict:
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
-    task_manager = _task_manager(config.local_suite)
-    objs, samples, plan, leaves = _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
+    if tasks is None:
+        task_manager = _task_manager(config.local_suite)
+        tasks = task_manager, _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
+    task_manager, (objs, samples, plan, leaves) = tasks
     manifest["tasks"] = plan
     if config.shard:
         from quantgate.lmeval.shard import Shard, restrict
@@ -573,6 +611,7 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
             random_seed=config.seed, numpy_random_seed=config.seed, torch_random_seed=config.seed,
             fewshot_random_seed=config.seed, confirm_run_unsafe_code=sandboxed,
             use_cache=str(config.request_cache) if config.request_cache else None,
+            gen_kwargs=dict(config.gen_kwargs) if config.gen_kwargs else None,
         )
     if results is None:
         raise RunFailed("lm-eval returned no results")

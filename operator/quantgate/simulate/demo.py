@@ -18,7 +18,7 @@ from pathlib import Path
 PROFILES = ("general", "math-tutoring")
 
 
-def _grid(head: list[str], rows: list[list[str]]) -> str:
+def grid(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)])
@@ -49,7 +49,7 @@ def decision_table(matrices: dict) -> str:
             v = m.rows[i].verdict
             verdicts.append("Reference" if v is None else f"{v.value} ({'yes' if v.promotable else 'no'})")
         out.append(row[:keep] + verdicts)
-    return _grid(head, out)
+    return grid(head, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ Routes (also under `routePrefix`, e.g. KServe's /openai):
   GET  /v1/models              the served model, with max_model_len
   POST /v1/completions         generation (stop, max_tokens) and echo+logprobs scoring
   POST /tokenize, /detokenize, GET /tokenizer_info   (vLLM's tokenizer endpoints)
-  GET  /stats                  simulator-only counters for tests and benchmarks
+  GET  /stats                  simulator-only counters for tests and benchmarks (and the request keys seen)
 Bearer auth (apiKey) guards /v1/* as `vllm serve --api-key` does.
 """
 
@@ -33,13 +33,14 @@ class Stats:
         self.max_in_flight = 0
         self.first_request: float | None = None
         self.last_response: float | None = None
+        self.request_keys: set[str] = set()  # every key seen in a completion request's body
 
     def as_dict(self, model: SimulatedModel) -> dict:
         return {
             "completions": self.completions, "completionPrompts": self.completion_prompts,
             "tokenize": self.tokenize, "maxInFlight": self.max_in_flight,
             "firstRequest": self.first_request, "lastResponse": self.last_response,
-            "unknownPrompts": model.unknown_prompts,
+            "unknownPrompts": model.unknown_prompts, "requestKeys": sorted(self.request_keys),
         }
 
 
@@ -86,6 +87,7 @@ def build_app(config: FleetConfig, variant: Variant, index: ItemIndex, tokenizer
         if body.get("model") != variant.served_model:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
         stats.completions += 1
+        stats.request_keys.update(body)
         count = stats.completions
         if variant.hang_after is not None and count > variant.hang_after:
             await asyncio.sleep(3600)
