@@ -30,8 +30,8 @@ COPY operator/ operator/
 # The build backend (setuptools, wheel) lives in its own venv that never reaches the final stage.
 # pip itself is removed from the app venv last: the final image installs nothing at run time.
 # Development tools stay out of the image: the dev control plane and process kubelet (quantgate.dev),
-# the simulator (quantgate.simulate) and the real-model demo; `quantgate dev|simulate` then says so.
-RUN rm -rf operator/quantgate/dev operator/quantgate/simulate operator/quantgate/engines/demo_real.py && \
+# the simulator (quantgate.simulate) and the demos (quantgate.demo); `quantgate dev|simulate` then says so.
+RUN rm -rf operator/quantgate/dev operator/quantgate/simulate operator/quantgate/demo && \
     python -m venv "$BUILD_VENV" && \
     "$BUILD_VENV/bin/pip" install --require-hashes -r requirements-build.lock && \
     "$BUILD_VENV/bin/pip" wheel --no-deps --no-build-isolation --wheel-dir "$BUILD_VENV/wheels" . && \

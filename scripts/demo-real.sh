@@ -6,4 +6,4 @@
 # engine's. Needs `make tools-llama` (the Makefile runs it first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m quantgate.engines.demo_real --output demo-real-output "$@"
+exec .venv/bin/python -m quantgate.demo.real --output demo-real-output "$@"

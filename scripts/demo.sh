@@ -5,4 +5,4 @@
 # profile, writes HTML reports to demo-output/ and stops the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m quantgate.simulate.demo --fleet examples/simulate/demo-fleet.yaml --output demo-output "$@"
+exec .venv/bin/python -m quantgate.demo.simulated --fleet examples/simulate/demo-fleet.yaml --output demo-output "$@"

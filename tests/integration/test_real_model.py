@@ -178,7 +178,7 @@ def test_demo_real_prints_the_matrix_on_a_small_task_set(tmp_path):
     from quantgate.engines.generations import agreement, generations
 
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "quantgate.engines.demo_real", "--output", str(out),
+    proc = subprocess.run([sys.executable, "-m", "quantgate.demo.real", "--output", str(out),
                            "--tasks", "arc_challenge:0@6,gsm8k:0@2"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()

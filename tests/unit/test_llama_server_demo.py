@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from quantgate.engines import llama_server
-from quantgate.engines.demo_server import server_tasks
+from quantgate.demo.server import server_tasks
 from quantgate.engines.generations import agreement, generations
 from quantgate.engines.llama_server import LlamaServer, ServerFailed, server_config
 from quantgate.errors import InputError

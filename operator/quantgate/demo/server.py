@@ -83,7 +83,7 @@ def server_section(reference: str, engine_dirs: dict[str, Path], server_dirs: di
     from quantgate.decision.model import Policy
     from quantgate.engines.generations import agreement, generations
     from quantgate.lmeval.results import load_run
-    from quantgate.simulate.demo import grid
+    from quantgate.demo.simulated import grid
 
     names = [t.split(":")[0].split("@")[0] for t in tasks]
     runs = {k: load_run(d) for k, d in server_dirs.items()}

@@ -5,7 +5,7 @@ the package), runs the `local` suite against every variant with `quantgate run`
 (two at a time: this is meant to finish in minutes on two cores), compares each
 quantized variant with FP16 under the general rule and the math-tutoring
 profile, prints the seed-style decision matrix and writes HTML reports.
-Run: python -m quantgate.simulate.demo [--fleet FILE] [--output DIR] [--limit N]
+Run: python -m quantgate.demo.simulated [--fleet FILE] [--output DIR] [--limit N]
 """
 
 from __future__ import annotations

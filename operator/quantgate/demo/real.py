@@ -5,8 +5,8 @@ requantizations with the in-process llama.cpp engine (`quantgate run --engine ll
 the local suite's datasets, then prints the decision matrix with the real scores, answer flips
 and the fidelity signals (choice KLD, top-1 agreement), and writes an HTML report. The
 generation tasks also run through llama-cpp-python's OpenAI-compatible server
-(engines/demo_server.py), printed beside the engine's with the answers compared.
-Run: python -m quantgate.engines.demo_real [--output DIR] [--tasks LIST] [--parallel N] [--drop-mode M] [--reuse]
+(demo/server.py), printed beside the engine's with the answers compared.
+Run: python -m quantgate.demo.real [--output DIR] [--tasks LIST] [--parallel N] [--drop-mode M] [--reuse]
      [--server-tasks NAMES|none] [--server-port PORT]
 """
 
@@ -42,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from quantgate.decision import matrix
     from quantgate.decision.model import Policy
-    from quantgate.engines.demo_server import check_server, run_through_server, server_section, server_tasks
+    from quantgate.demo.server import check_server, run_through_server, server_section, server_tasks
     from quantgate.engines.real_models import CANDIDATES, REFERENCE, missing, model_path
     from quantgate.lmeval.parallel import RunJob, run_all
     from quantgate.lmeval.results import load_run
     from quantgate.report.html import render_html
     from quantgate.report.text import fidelity_lines
-    from quantgate.simulate.demo import decision_table, flip_lines
+    from quantgate.demo.simulated import decision_table, flip_lines
 
     problem = missing()
     if problem:
