@@ -1,6 +1,8 @@
 """The generated CRD on the real apiserver: valid CRs pass, invalid ones are rejected by
 the schema and by the CEL rules with the apiserver's own message."""
 
+import json
+
 import pytest
 import yaml
 
@@ -110,6 +112,14 @@ def test_local_full_suite_is_accepted_alone_and_with_tasks(crds, namespace):
         assert result.returncode == 0, result.stderr
     refused = _apply(crds, namespace, evaluation("tiny-tasks", ISVC, ISVC, suite="tiny", tasks=[{"name": "gsm8k"}]))
     assert refused.returncode != 0 and "give either suite or tasks" in refused.stderr
+
+
+def test_gen_kwargs_are_stored_with_their_scalar_types(crds, namespace):
+    kwargs = {"repeat_penalty": 1.0, "top_k": 1, "do_sample": False, "note": "greedy"}
+    result = _apply(crds, namespace, evaluation("gen", ISVC, ISVC, suite="local", genKwargs=kwargs))
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(crds.kubectl("get", "modelevaluation", "gen", "-n", namespace, "-o", "json").stdout)
+    assert stored["spec"]["genKwargs"] == kwargs
 
 
 def test_printer_columns(crds, namespace):

@@ -29,7 +29,9 @@ def _walk(node, path="$"):
 def test_schema_is_structural():
     schema = crd.openapi_schema()
     for path, node in _walk(schema):
-        assert "type" in node or node.get("x-kubernetes-int-or-string"), path
+        # Kubernetes' structural rule: a type everywhere but under int-or-string or preserve-unknown-fields
+        assert ("type" in node or node.get("x-kubernetes-int-or-string")
+                or node.get("x-kubernetes-preserve-unknown-fields")), path
         for forbidden in ("$ref", "anyOf", "oneOf", "allOf", "prefixItems", "title", "const", "$defs"):
             assert forbidden not in node, f"{path} has {forbidden}"
         assert node.get("additionalProperties") is not False, path

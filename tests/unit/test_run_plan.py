@@ -22,6 +22,7 @@ SPECS = {
                                                    {"name": "hellaswag"}], "limit": 5},
     "local tasks": {"suite": "local", "tasks": [{"name": "arc_challenge", "numFewshot": 0}]},
     "tiny suite": {"suite": "tiny"},
+    "generation settings": {"suite": "local", "genKwargs": {"repeat_penalty": 1.0, "do_sample": False, "top_k": 1}},
 }
 
 
@@ -37,7 +38,7 @@ def _recorded(runner_args: list[str]) -> tuple:
     from quantgate.lmeval.suites import resolve_tasks
 
     return tuple((t.name, t.num_fewshot, effective_limit(t, config.limit))
-                 for t in resolve_tasks(config.suite, config.tasks)), config.uses_local_data
+                 for t in resolve_tasks(config.suite, config.tasks)), config.uses_local_data, config.gen_kwargs
 
 
 @pytest.mark.parametrize("case", SPECS)
@@ -46,7 +47,8 @@ def test_the_job_runs_what_the_trust_check_expects_and_the_cache_key_names(case)
     job = build_job(Evaluation("ns", "ev", "uid", 1, spec), Resolved(URL, "a", None, "endpoint:a"),
                     Resolved(URL, "b", None, "endpoint:b"), Settings(runner_image="img:1"))
     for container in job["spec"]["template"]["spec"]["containers"]:
-        tasks, local = _recorded(container["args"])
+        tasks, local, gen_kwargs = _recorded(container["args"])
+        assert gen_kwargs == spec.gen_kwargs  # the runner reads back exactly the spec's settings, typed
         assert tasks == trust.expected(spec, None).tasks
         assert local == (run_plan(spec).local_data or spec.effective_suite == "local")
         key = run_plan(spec).key_document()  # the cache key names the same tasks, shots and limits
@@ -87,3 +89,18 @@ def test_a_global_limit_changes_the_cache_key_and_a_task_limit_wins_over_it():
     spec = _spec({"tasks": [{"name": "gsm8k", "limit": 20}, {"name": "hellaswag"}], "limit": 5})
     assert run_plan(spec).task_limits() == (("gsm8k", None, 20), ("hellaswag", None, 5))
     assert run_plan(spec, limit=3).task_limits() == (("gsm8k", None, 20), ("hellaswag", None, 3))
+
+
+def test_generation_settings_are_part_of_the_baseline_key_and_refused_for_the_llama_cpp_engine():
+    import pydantic
+
+    plain = _spec({"suite": "local"})
+    greedy = _spec({"suite": "local", "genKwargs": {"repeat_penalty": 1.0}})
+    assert cache.baseline_key("id", "m", plain) != cache.baseline_key("id", "m", greedy)
+    assert "genKwargs" not in run_plan(plain).key_document()  # keys of plans without settings are unchanged
+    gguf = {"llamaCpp": {"modelPath": "/m/a.gguf"}}
+    with pytest.raises(pydantic.ValidationError, match="decodes greedily"):
+        ModelEvaluationSpec.model_validate({"baseline": gguf, "candidate": gguf, "genKwargs": {"top_k": 1}})
+    for bad in ({"top_k": [1]}, {"stop": "a,b"}, {"bad key": 1}):  # scalars only; what --gen-kwargs can carry
+        with pytest.raises(pydantic.ValidationError):
+            _spec({"genKwargs": bad})

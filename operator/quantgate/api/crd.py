@@ -34,6 +34,8 @@ def _resolve(node: dict, defs: dict) -> dict:
 def structural(node: dict, defs: dict) -> dict:
     """One pydantic schema node → a structural OpenAPI v3 node."""
     node = _resolve(node, defs)
+    if node.get("x-kubernetes-preserve-unknown-fields") and "type" not in node and "anyOf" not in node:
+        return {"x-kubernetes-preserve-unknown-fields": True}  # any value: the operator's model checks it
     if "anyOf" in node:
         options = [_resolve(o, defs) for o in node["anyOf"] if o.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf"}

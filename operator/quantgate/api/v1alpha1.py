@@ -9,9 +9,9 @@ defaults, ranges and the CEL rules below); the operator, the runner and
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints, model_validator
 
 from quantgate.core.base import CamelModel
 from quantgate.decision.progressive import DEFAULT_CONFIDENCE, DEFAULT_STAGES
@@ -375,6 +375,11 @@ def _spec_rules() -> list[dict]:
     return rules
 
 
+# genKwargs: lm-eval generation settings as the runner's --gen-kwargs carries them (KEY=VALUE,...).
+GenKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+GenValue = Annotated[str, StringConstraints(pattern=r"^[^,=]{1,64}$")] | StrictBool | StrictInt | StrictFloat
+
+
 class ModelEvaluationSpec(CamelModel):
     """Evaluate a candidate (quantized) model against its baseline with lm-eval and decide
     whether it may be promoted (Ship, Monitor, ABTest or Block)."""
@@ -394,6 +399,13 @@ class ModelEvaluationSpec(CamelModel):
         None, ge=1, le=1000000,
         description="Evaluate only the first N documents of every suite task without its own limit "
         "(smoke tests; never for the tiny suite). Changes the numbers: compare like with like.",
+    )
+    gen_kwargs: dict[GenKey, GenValue] | None = Field(
+        None, max_length=16,
+        description="Generation settings sent with every generation request of both models (lm-eval's "
+        "gen_kwargs; scalars only), e.g. {repeat_penalty: 1.0} for llama-cpp-python's server, whose default "
+        "repeat_penalty 1.1 is not greedy decoding. Not with llamaCpp sources (that engine decodes greedily).",
+        json_schema_extra={"additionalProperties": {"x-kubernetes-preserve-unknown-fields": True}},
     )
     profile: Profile = Field("general", description="Use-case profile adding task-specific drop limits.")
     task_limits: dict[str, float] | None = Field(
@@ -460,6 +472,9 @@ class ModelEvaluationSpec(CamelModel):
         if self.tasks and self.runs_code and self.suite != "local":
             raise ValueError("humaneval and mbpp run only on quantgate's own problems: use suite code, or suite "
                              "local with the tasks")
+        if self.gen_kwargs and (self.baseline.llama_cpp is not None or self.candidate.llama_cpp is not None):
+            raise ValueError("genKwargs: the in-process llama.cpp engine decodes greedily and takes no generation "
+                             "settings; remove genKwargs or serve the GGUF models through an endpoint")
         if self.progressive is not None:
             if self.limit is not None or any(t.limit is not None for t in self.tasks or []):
                 raise ValueError("a progressive evaluation runs stages of every task's documents: remove limit")

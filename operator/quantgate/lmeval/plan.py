@@ -1,7 +1,7 @@
 """The run plan: what a ModelEvaluation spec asks the runner to evaluate.
 
 `run_plan(spec)` is the one function that turns a spec into tasks, shots, limits and the data
-source. The operator's Job builder (its runner arguments), `quantgate evaluate --local` (the same
+source and generation settings. The operator's Job builder (its runner arguments), `quantgate evaluate --local` (the same
 arguments, run here), the baseline cache key and the trust check of published results (the
 resolved tasks) all read this plan, so what the cache calls "the same baseline run" and what the
 trust check expects are exactly what the Job and the local run evaluate.
@@ -25,6 +25,13 @@ def task_arg(task: TaskSpec) -> str:
     return text
 
 
+def _gen_value(value) -> str:
+    """A generation setting as `quantgate run --gen-kwargs` reads it back (true/false, numbers, text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def effective_limit(task: TaskSpec, limit: int | None) -> int | None:
     """A task's own limit wins over the run's global one."""
     return task.limit or limit
@@ -40,6 +47,7 @@ class RunPlan:
     tasks: tuple[TaskSpec, ...]
     local_data: bool | str = False
     limit: int | None = None
+    gen_kwargs: tuple[tuple[str, str | bool | int | float], ...] = ()  # sorted (key, value) pairs
 
     def runner_args(self) -> list[str]:
         """The runner's arguments for this plan (`quantgate run`)."""
@@ -53,6 +61,8 @@ class RunPlan:
                 args.append("local-full")
         if self.limit is not None:
             args += ["--limit", str(self.limit)]
+        if self.gen_kwargs:
+            args += ["--gen-kwargs", ",".join(f"{k}={_gen_value(v)}" for k, v in self.gen_kwargs)]
         return args
 
     def resolved(self) -> list[TaskSpec]:
@@ -68,8 +78,11 @@ class RunPlan:
         and limit. The suite name stays in: `local` and `leaderboard` share task names and shots
         but not data."""
         tasks = [t.dump() for t in self.resolved()]
-        return {"suite": None if self.tasks else self.suite, "localData": self.local_data, "limit": self.limit,
-                "tasks": tasks}
+        doc = {"suite": None if self.tasks else self.suite, "localData": self.local_data, "limit": self.limit,
+               "tasks": tasks}
+        if self.gen_kwargs:  # only when set: keys of plans without them stay what they were
+            doc["genKwargs"] = dict(self.gen_kwargs)
+        return doc
 
 
 def run_plan(spec: ModelEvaluationSpec, *, limit: int | None = None, local_data: bool = False) -> RunPlan:
@@ -78,4 +91,5 @@ def run_plan(spec: ModelEvaluationSpec, *, limit: int | None = None, local_data:
     local = local_data or spec.local_data
     return RunPlan(suite=spec.effective_suite, tasks=tuple(spec.tasks or ()),
                    local_data=("local-full" if spec.suite == "local-full" else True) if local else False,
-                   limit=limit if limit is not None else spec.limit)
+                   limit=limit if limit is not None else spec.limit,
+                   gen_kwargs=tuple(sorted((spec.gen_kwargs or {}).items())))
