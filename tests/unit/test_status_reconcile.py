@@ -547,3 +547,20 @@ def test_a_planted_refusal_is_not_believed(world):
     rec.reconcile(NS, "a")
     st = cluster.evals["a"]["status"]
     assert st["phase"] == "Failed" and st["reason"] == "JobFailed" and "attacker" not in st["message"]
+
+
+def test_a_status_its_own_api_type_refuses_fails_closed_instead_of_retrying_forever(world, monkeypatch):
+    """A bug that makes the operator build an invalid status (here: evidence with a field the API
+    does not have) is never fixed by retrying: the evaluation fails, saying so, with no verdict."""
+    from quantgate.k8s import verified
+
+    cluster, rec = world
+    real = verified._entry
+    monkeypatch.setattr(verified, "_entry", lambda *a, **k: {**real(*a, **k), "surprise": 1})
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    cluster.finish_job(names.job_name("a", 1))
+    assert rec.reconcile(NS, "a") is None
+    status = cluster.evals["a"]["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "OperatorError") and status.get("verdict") is None
+    assert "ModelEvaluationStatus evidence.results.0.surprise" in status["message"]

@@ -180,6 +180,16 @@ class Reconciler:
                     return self.requeue_after(self._seen.status, body["metadata"].get("generation", 1))
                 except Conflict:
                     body = job = None  # someone (an edit, an earlier patch) moved it: re-read
+                except ValidationError as exc:
+                    # A status the operator built that its own API type refuses: a bug, never fixed by
+                    # retrying. Fail closed, saying what, instead of retrying forever.
+                    err = exc.errors()[0]
+                    where = ".".join(str(p) for p in err.get("loc", ()))
+                    message = f"the operator built an invalid status ({exc.title} {where}: {err.get('msg')}); " \
+                              "please report it"
+                    log.error("%s/%s: %s", namespace, name, message)
+                    self._fail(body, "OperatorError", message)
+                    return None
             raise Conflict(f"{namespace}/{name}: five conflicting writes in a row")
 
     def requeue_after(self, status: dict | None, generation: int) -> float | None:

@@ -143,8 +143,7 @@ def _job_role_raw(cluster, ns: str, name: str, role: str, job: dict, limits: tru
         trust.check_provenance(cm, role, job, pods)
     payload, digest = trust.assemble(head, parts, limits)
     doc = trust.decode(payload, limits, shape=shape)
-    objects = [{"name": c["metadata"].get("name"), "uid": c["metadata"].get("uid"), "sha256": digest}
-               for c in [head, *parts]]
+    objects = [{"name": c["metadata"].get("name"), "uid": c["metadata"].get("uid")} for c in [head, *parts]]
     creator = pods.get((head["metadata"].get("annotations") or {}).get(trust.ANN_POD_NAME, ""))
     return trust.Verified(doc, digest, objects), creator
 
