@@ -112,10 +112,10 @@ def reused_baseline(job: dict) -> str | None:
     return (job["metadata"].get("annotations") or {}).get(ANN_BASELINE_RESULTS)
 
 
-def _model_error(exc: ValidationError) -> str:
+def _model_error(exc: ValidationError, prefix: str = "spec.") -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ()))
-    return f"spec.{where}: {err.get('msg')}" if where else str(err.get("msg"))
+    return f"{prefix}{where}: {err.get('msg')}" if where else str(err.get("msg"))
 
 
 def policy_of(spec: ModelEvaluationSpec):
@@ -183,9 +183,7 @@ class Reconciler:
                 except ValidationError as exc:
                     # A status the operator built that its own API type refuses: a bug, never fixed by
                     # retrying. Fail closed, saying what, instead of retrying forever.
-                    err = exc.errors()[0]
-                    where = ".".join(str(p) for p in err.get("loc", ()))
-                    message = f"the operator built an invalid status ({exc.title} {where}: {err.get('msg')}); " \
+                    message = f"the operator built an invalid status ({exc.title} {_model_error(exc, '')}); " \
                               "please report it"
                     log.error("%s/%s: %s", namespace, name, message)
                     self._fail(body, "OperatorError", message)

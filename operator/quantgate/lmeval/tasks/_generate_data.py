@@ -35,10 +35,12 @@ def _write(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(row, sort_keys=True) + "\n")
 
 
-def _unique(make, count: int, key) -> list[dict]:
-    """Call make() until `count` items with distinct keys exist."""
-    seen, out = set(), []
-    for _ in range(count * 200):
+def _unique(make, count: int, key, seen: set | None = None, tries: int = 200) -> list[dict]:
+    """Call make() until `count` items with distinct keys exist; keys already in `seen` count as
+    taken, and the new ones are added to it."""
+    seen = set() if seen is None else seen
+    out: list[dict] = []
+    for _ in range(count * tries):
         item = make()
         k = key(item)
         if k in seen:

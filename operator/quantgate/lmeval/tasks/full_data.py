@@ -34,18 +34,9 @@ MMLU_DEV_ITEMS = 5
 
 
 def _distinct(make, count: int, key, seen: set[str]) -> list[dict]:
-    """Call make() until `count` items whose key is not in `seen` exist (adds their keys)."""
-    out: list[dict] = []
-    for _ in range(count * 400):
-        item = make()
-        k = key(item)
-        if k in seen:
-            continue
-        seen.add(k)
-        out.append(item)
-        if len(out) == count:
-            return out
-    raise RuntimeError(f"could not make {count} distinct items")
+    """`count` items whose key is not in `seen` (adds their keys): the local suite's generator,
+    with more tries (the full sizes exhaust some templates)."""
+    return base._unique(make, count, key, seen, tries=400)
 
 
 def _local_keys(local_dir: Path, task: str, key) -> set[str]:
