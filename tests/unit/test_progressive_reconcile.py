@@ -53,6 +53,36 @@ def stage_doc(want: trust.Expected, right, fraction: float, model: str) -> dict:
                                "documents": {"arc_challenge": N}} for n, s, lim in want.tasks]}}
 
 
+def stage_run(right, fraction: float, after: float, model: str) -> dict:
+    """What the runner publishes for a stage (`quantgate run --fraction F --after F0`): the documents
+    the stage adds to arc_challenge, scored by `right`, as a stage run (lm-eval's results object with
+    numbers lm-eval's aggregation gives, per-question records, the manifest's stage entry)."""
+    from quantgate.lmeval.merge import _task_metrics
+
+    order = document_order(1234, "arc_challenge", "arc_challenge", N)
+    start = stage_count(after, N) if after else 0
+    stop = stage_count(fraction, N)
+    docs = sorted(order[start:stop])
+    config = {"task": "arc_challenge", "metric_list": [{"metric": "acc_norm", "aggregation": "mean",
+                                                         "higher_is_better": True}]}
+    records = [{"doc_id": d, "filter": "none", "metrics": ["acc_norm"], "doc_hash": f"h{d}",
+                "acc_norm": 1.0 if right(d) else 0.0} for d in docs]
+    agg, n = _task_metrics("arc_challenge", config, records)
+    plan = [{"name": "arc_challenge", "numFewshot": None, "limit": None, "metric": None, "subtasks": [],
+             "fraction": fraction, "documents": {"arc_challenge": N}, "after": after,
+             "pieces": {"arc_challenge": [start, stop]}}]
+    manifest = {"complete": True, "model": model, "suite": "local", "lmEvalVersion": "0.4.13",
+                "quantgateVersion": "0.1.0", "tasks": plan, "requests": 4 * n,
+                "stage": {"fraction": fraction, "after": after, "documents": {"arc_challenge": N},
+                          "pieces": {"arc_challenge": [start, stop]}, "groups": {}, "plan": "p-arc"}}
+    results = {"results": {"arc_challenge": {"alias": "arc_challenge", **agg}}, "configs": {"arc_challenge": config},
+               "versions": {"arc_challenge": 1.0}, "n-shot": {"arc_challenge": 0},
+               "higher_is_better": {"arc_challenge": {"acc_norm": True}},
+               "n-samples": {"arc_challenge": {"original": N, "effective": n}},
+               "config": {"model": "local-completions"}, "lm_eval_version": "0.4.13"}
+    return {"manifest": manifest, "results": results, "records": {"arc_challenge": records}}
+
+
 class StageCluster(FakeCluster):
     def finish_stage(self, name: str, candidate: str) -> None:
         """Complete a stage Job the way its pod does: results of the fraction in its arguments."""
@@ -65,14 +95,13 @@ class StageCluster(FakeCluster):
         spec = ModelEvaluationSpec.model_validate(self.evals[meta["labels"][names.LABEL_EVALUATION]]["spec"])
         for c in job["spec"]["template"]["spec"]["containers"]:
             args = c["args"]
-            fraction = float(args[args.index("--fraction") + 1])
+            fraction, after = float(args[args.index("--fraction") + 1]), float(args[args.index("--after") + 1])
             target = args[args.index("--publish-configmap") + 1].split("/")[1]
             source = spec.baseline if c["name"] == "baseline" else spec.candidate
             model = source.inference_service_ref.name
-            want = trust.expected(spec, model, fraction)
             right = baseline_right if c["name"] == "baseline" else CANDIDATES[candidate]
             cms = results_channel.build_configmaps(
-                results_channel.encode(stage_doc(want, right, fraction, model)), namespace=NS, name=target,
+                results_channel.encode(stage_run(right, fraction, after, model)), namespace=NS, name=target,
                 role=c["name"], extra_labels={}, job=(name, meta["uid"]), pod=(pod, f"uid-pod-{name}"))
             self.create_configmaps(cms)
 
@@ -120,6 +149,7 @@ def test_a_stage_job_evaluates_its_share_of_every_task_and_says_its_own_name():
     for container in job["spec"]["template"]["spec"]["containers"]:
         args = container["args"]
         assert args[args.index("--fraction") + 1] == "1.0" and "--limit" not in args
+        assert args[args.index("--after") + 1] == "0.2"  # it adds the documents after stage 1's
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env[names.ENV_JOB_NAME] == names.job_name("ev", 1, 2)
     plain = build_job(Evaluation(NS, "ev", "uid", 1, spec.model_copy(update={"progressive": None})), b, c, Settings())
@@ -184,6 +214,49 @@ def test_an_open_verdict_runs_the_next_stage_and_the_last_gives_the_ordinary_ver
     want = trust.expected(spec, "fp16", 1.0)
     full = [RunResults.from_compact(stage_doc(want, r, 1.0, "m")) for r in (baseline_right, CANDIDATES["edge"])]
     assert st["verdict"] == compare(*full, policy_of(spec)).verdict.value == "ABTest"  # the ordinary verdict
+    # stages append: stage 4's Job ran only the documents after stage 3's; the verdict's results are
+    # the four stage runs merged, each listed in the evidence
+    last = cluster.cms[names.results_name(jobs[-1], "candidate")]
+    payload = results_channel.decode(base64.b64decode(last["binaryData"][results_channel.KEY]))
+    assert len(payload["records"]["arc_challenge"]) == N - stage_count(0.5, N)
+    for entry in st["evidence"]["results"]:
+        assert [p["stage"] for p in entry["pieces"]] == [1, 2, 3, 4]
+        assert [p["name"] for p in entry["pieces"]] == [names.results_name(names.job_name("edge", 1, k), entry["role"])
+                                                        for k in (1, 2, 3, 4)]
+    assert st["tasks"][0]["n"] == N
+
+
+def test_a_stage_whose_earlier_stage_job_is_gone_fails_closed(world):
+    """Stage 2's documents merge with stage 1's; with stage 1's Job (and so its results) deleted there
+    is nothing trusted to merge with: Failed, never a verdict from stage 2's documents alone."""
+    cluster, rec = world
+    cluster.add_eval("edge", SPEC)
+    rec.reconcile(NS, "edge")
+    s1, s2 = names.job_name("edge", 1, 1), names.job_name("edge", 1, 2)
+    cluster.finish_stage(s1, "edge")
+    rec.reconcile(NS, "edge")
+    del cluster.jobs[s1]
+    cluster.finish_stage(s2, "edge")
+    rec.reconcile(NS, "edge")
+    st = cluster.evals["edge"]["status"]
+    assert (st["phase"], st["reason"]) == ("Failed", "ResultsMissing") and "verdict" not in st
+    assert f"stage 1's runner Job {NS}/{s1} not found" in st["message"]
+
+
+def test_a_stage_job_that_is_not_the_evaluations_is_refused(world):
+    """A Job under stage 1's name that this evaluation does not control (e.g. re-created by someone
+    else after the real one finished) cannot contribute documents."""
+    cluster, rec = world
+    cluster.add_eval("edge", SPEC)
+    rec.reconcile(NS, "edge")
+    s1, s2 = names.job_name("edge", 1, 1), names.job_name("edge", 1, 2)
+    cluster.finish_stage(s1, "edge")
+    rec.reconcile(NS, "edge")
+    cluster.jobs[s1]["metadata"]["ownerReferences"] = []
+    cluster.finish_stage(s2, "edge")
+    rec.reconcile(NS, "edge")
+    st = cluster.evals["edge"]["status"]
+    assert (st["phase"], st["reason"]) == ("Failed", "ResultsUntrusted") and st["message"].startswith("job:")
 
 
 def test_a_forged_stage_results_configmap_is_rejected(world):
@@ -269,6 +342,11 @@ def test_quantgate_verify_re_derives_a_progressive_verdict_from_its_stage(world)
     body["status"]["progressive"]["stage"] = 2  # a status naming another stage than its results
     assert problems(cluster, body, limits)[0].startswith("baseline: stage:")
     body = cluster.get_evaluation(NS, "ship")
+    body["status"]["evidence"]["results"][1]["pieces"][0]["sha256"] = "0" * 64  # a stage run changed since
+    assert problems(cluster, body, limits) == [
+        f"candidate: SHA-256 of stage 1's results {names.results_name(names.job_name('ship', 1, 1), 'candidate')} "
+        "differs from the evidence"]
+    body = cluster.get_evaluation(NS, "ship")
     body["status"].update(verdict="Block", promotable=False)
     assert any(line.startswith("verdict: status says 'Block'") for line in problems(cluster, body, limits))
 
@@ -321,8 +399,12 @@ def test_stage_and_full_baselines_never_stand_in_for_each_other(world):
     cluster.add_eval("p", {**plain, "candidate": {"inferenceServiceRef": {"name": "int8"}}})
     rec.reconcile(NS, "p")
     assert _roles(cluster, names.job_name("p", 1)) == ["baseline", "candidate"]  # not a stage's baseline
-    assert stages.stage_key("k" * 40, 1.0) != "k" * 40
-    assert len({stages.stage_key("k" * 40, f) for f in (0.1, 0.25, 0.5, 1.0)}) == 4
+    default = (0.1, 0.25, 0.5, 1.0)
+    keys = {stages.stage_key("k" * 40, default, k) for k in (1, 2, 3, 4)}
+    assert len(keys) == 4 and "k" * 40 not in keys
+    # a stage's run is the documents between two shares: the same last share after another one differs
+    assert stages.stage_key("k" * 40, (0.5, 1.0), 2) != stages.stage_key("k" * 40, (0.25, 1.0), 2)
+    assert stages.stage_key("k" * 40, (0.25, 1.0), 1) == stages.stage_key("k" * 40, (0.25, 0.5, 1.0), 1)
 
 
 def test_a_forged_stage_cache_entry_is_ignored(world):

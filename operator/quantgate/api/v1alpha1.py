@@ -549,6 +549,17 @@ class ResultsObject(CamelModel):
     uid: str | None = None
 
 
+class StagePiece(CamelModel):
+    """The documents one progressive stage added for one role (a stage run, or the baseline cache
+    entry that stood in for it): merged with the earlier stages' into the results decided on."""
+
+    stage: int = Field(ge=1)
+    name: str = Field(description="Head ConfigMap of the stage run.")
+    uid: str | None = None
+    sha256: str = Field(description="SHA-256 of its stored (gzip) payload.")
+    reused: bool | None = Field(None, description="A baseline cache entry, not this evaluation's Job.")
+
+
 class ResultsEvidence(CamelModel):
     """One role's results as the operator verified them before deciding."""
 
@@ -558,6 +569,8 @@ class ResultsEvidence(CamelModel):
     sha256: str = Field(description="SHA-256 of the stored (gzip) payload.")
     objects: list[ResultsObject] | None = Field(None, description="Every ConfigMap of the payload, head first.")
     reused: bool | None = Field(None, description="A reused baseline (cache entry or baseline.resultsFrom).")
+    pieces: list[StagePiece] | None = Field(None, description="A progressive stage's results: the stage runs "
+                                            "merged (stages 1..k, in order); sha256 is then the merged payload's.")
     pod: str | None = Field(None, description="The runner pod that created the results.")
     image: str | None = Field(None, description="Runner image as the pod spec named it.")
     image_id: str | None = Field(None, alias="imageID", description="Image ID the kubelet reported, where reported.")

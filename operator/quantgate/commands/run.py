@@ -87,6 +87,9 @@ def register(subparsers) -> None:
     p.add_argument("--fraction", type=float, metavar="F", help="one progressive stage: F of the suite's documents, "
                    "split equally between the tasks, each a prefix of a seeded order (evaluate --progressive runs "
                    "the stages)")
+    p.add_argument("--after", type=float, metavar="F0", help="with --fraction F: only the documents stage F adds "
+                   "to stage F0 (0: all of stage F), written as a stage run that `quantgate merge` or the operator "
+                   "joins with the earlier stages' (stages append)")
     p.add_argument("--request-cache", metavar="PATH", help="lm-eval request cache: a rerun or a later stage "
                    "reuses answers already given")
     p.set_defaults(func=run)
@@ -191,7 +194,7 @@ def config_from_args(args):
             concurrency=args.concurrency, max_length=args.max_length, tokenizer=args.tokenizer,
             api_key=read_api_key(args.api_key_env, args.api_key_file), seed=args.seed,
             request_timeout=args.request_timeout, vllm=vllm, llama_cpp=llama, force=args.force, label=args.label,
-            local_data=args.local_data, fraction=args.fraction,
+            local_data=args.local_data, fraction=args.fraction, after=args.after,
             request_cache=Path(args.request_cache) if args.request_cache else None,
             ca_bundle=args.ca_bundle, insecure_skip_verify=args.insecure_skip_verify,
             datasets=Path(args.datasets) if args.datasets else None,
@@ -242,12 +245,14 @@ def run(args) -> int:
     return 0
 
 
-def _is_shard(run_dir) -> bool:
+def _piece(run_dir) -> str | None:
+    """"shard" or "stage" when the run is one piece of a larger run (merged by the operator)."""
     import json
     from pathlib import Path
 
     manifest = Path(run_dir) / "manifest.json"
-    return manifest.is_file() and bool(json.loads(manifest.read_text()).get("shard"))
+    data = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    return next((k for k in ("shard", "stage") if data.get(k)), None)
 
 
 def publish(run_dir, target: tuple[str, str], role: str) -> None:
@@ -257,10 +262,15 @@ def publish(run_dir, target: tuple[str, str], role: str) -> None:
     except ImportError as exc:
         raise PublishFailed(f"cannot publish results: {exc}") from None
     try:
-        if _is_shard(run_dir):  # one index of a sharded Job: its share, merged by the operator
+        piece = _piece(run_dir)
+        if piece == "shard":  # one index of a sharded Job: its share, merged by the operator
             from quantgate.k8s.shard_channel import publish_shard
 
             target = (target[0], publish_shard(run_dir, target[0], target[1], role))
+        elif piece == "stage":  # a progressive stage's added documents, merged with the earlier stages'
+            from quantgate.k8s.shard_channel import publish_stage
+
+            publish_stage(run_dir, target[0], target[1], role)
         else:
             publish_run(run_dir, target[0], target[1], role)
     except QuantgateError:

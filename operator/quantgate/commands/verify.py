@@ -4,7 +4,9 @@ Reads the ModelEvaluation with the current kubeconfig, fetches every results Con
 status.evidence lists, checks their UIDs and SHA-256 against the evidence, runs the decision
 engine on them under the evaluation's spec and compares the outcome with the status. A
 progressive verdict (spec.progressive) is re-derived with the stopping rule's look at the
-stage status.progressive.stage names, whose share of the documents the results must record.
+stage status.progressive.stage names, whose share of the documents the results must record;
+its evidence lists the stage runs merged into each role's results (pieces), each checked
+against its UID and SHA-256 and merged again.
 
 Exit status: 0 the verdict matches its results, 1 it does not (or the results changed or are
 gone), 2 bad input (no such evaluation, no verdict or evidence to check, no cluster access).
@@ -34,6 +36,27 @@ def _target(text: str) -> tuple[str, str]:
     if not sep or not ns or not name or "/" in name:
         raise InputError(f"expected NAMESPACE/NAME, got {text!r}")
     return ns, name
+
+
+def _merged_pieces(cluster, ns: str, entry: dict, limits) -> tuple[dict | None, str | None]:
+    """(the merged compact document, None) of the stage runs an evidence entry lists, each checked
+    against its own UID and SHA-256 and the merge against the entry's; (None, why) when one differs."""
+    from quantgate.k8s import trust
+    from quantgate.k8s.verified import _read_all, merged_stages
+
+    runs = []
+    for piece in entry["pieces"]:
+        head, parts = _read_all(cluster, ns, piece.get("name", ""), limits)
+        if head["metadata"].get("uid") != piece.get("uid"):
+            return None, f"stage {piece.get('stage')}'s results {piece.get('name')} were replaced since the verdict"
+        payload, digest = trust.assemble(head, parts, limits)
+        if digest != piece.get("sha256"):
+            return None, f"SHA-256 of stage {piece.get('stage')}'s results {piece.get('name')} differs from the evidence"
+        runs.append(trust.Verified(trust.decode(payload, limits, shape="results"), digest))
+    doc, digest = merged_stages(runs, f"{ns}/{entry.get('name')}", limits)
+    if digest != entry.get("sha256"):
+        return None, "SHA-256 of the merged stage results differs from the evidence"
+    return doc, None
 
 
 def problems(cluster, body: dict, limits) -> list[str]:
@@ -71,6 +94,15 @@ def problems(cluster, body: dict, limits) -> list[str]:
     wrong, runs, plan = [], {}, None
     for role, entry in entries.items():
         try:
+            if entry.get("pieces"):  # a progressive stage's results: its stage runs, merged
+                doc, problem = _merged_pieces(cluster, meta["namespace"], entry, limits)
+                if problem:
+                    wrong.append(f"{role}: {problem}")
+                    continue
+                trust.check_spec(doc, trust.expected(spec, None, fraction), check_model=False)
+                plan = doc["run"].get("tasks") if role == "baseline" else plan
+                runs[role] = RunResults.from_compact(doc)
+                continue
             head, parts = _read_all(cluster, meta["namespace"], entry.get("name", ""), limits)
             uids = [{"name": c["metadata"]["name"], "uid": c["metadata"].get("uid")} for c in [head, *parts]]
             if uids[0]["uid"] != entry.get("uid") or (entry.get("objects") and uids != entry["objects"]):

@@ -47,6 +47,13 @@ class Evaluation:
             return None
         return self.spec.progressive.stages[self.stage - 1]
 
+    @property
+    def after(self) -> float | None:
+        """The share the earlier stages evaluated: this stage's Job adds the documents after it."""
+        if self.stage is None or self.spec.progressive is None:
+            return None
+        return self.spec.progressive.stages[self.stage - 2] if self.stage > 1 else 0.0
+
 
 def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings: Settings | None = None) -> list[str]:
     spec = ev.spec
@@ -74,7 +81,7 @@ def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings:
         args += ca_bundles.runner_args(model, settings or Settings(), role)
     args += run_plan(spec).runner_args()
     if ev.fraction is not None:
-        args += ["--fraction", repr(ev.fraction)]
+        args += ["--fraction", repr(ev.fraction), "--after", repr(ev.after)]
     args += datasets_volume.runner_args(spec, settings or Settings())
     if spec.allow_code_execution and spec.runs_code:
         args += ["--allow-code-execution"]

@@ -20,6 +20,8 @@ LABEL_RESULTS = f"{GROUP}/results"
 LABEL_BASELINE_KEY = f"{GROUP}/baseline-key"
 LABEL_RUNS_BASELINE = f"{GROUP}/runs-baseline"
 LABEL_STAGE = f"{GROUP}/stage"  # a progressive evaluation's stage (1-based) on its runner Job
+# On a runner Job that runs no baseline: the baseline results (cache entry) it reuses.
+ANN_BASELINE_RESULTS = f"{GROUP}/baseline-results"
 # On a code evaluation's runner Job and pods: its own egress NetworkPolicy applies, not the chart's runner policy.
 LABEL_CODE_EXECUTION = f"{GROUP}/code-execution"
 

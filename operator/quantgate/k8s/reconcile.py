@@ -35,7 +35,6 @@ from quantgate.k8s.settings import Settings
 from quantgate.k8s.trust import Untrusted
 
 log = logging.getLogger("quantgate.reconcile")
-ANN_BASELINE_RESULTS = "quantgate.io/baseline-results"
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def results_refs(job_name: str, reused: str | None) -> dict:
 
 
 def reused_baseline(job: dict) -> str | None:
-    return (job["metadata"].get("annotations") or {}).get(ANN_BASELINE_RESULTS)
+    return (job["metadata"].get("annotations") or {}).get(names.ANN_BASELINE_RESULTS)
 
 
 def _model_error(exc: ValidationError, prefix: str = "spec.") -> str:
@@ -330,7 +329,7 @@ class Reconciler:
                 key = baseline_key(resolved.identity, resolved.model, spec)
                 stage = stages.current(spec, body.get("status"))
                 if stage is not None:  # a stage's baseline: its own key, never a full run's
-                    key = stages.stage_key(key, spec.progressive.stages[stage - 1])
+                    key = stages.stage_key(key, spec.progressive.stages, stage)
                 reused = self.cluster.cached_baseline(ns, key)
             baseline = None if reused else resolved
         for role, model in (("baseline", baseline), ("candidate", candidate)):
@@ -383,7 +382,7 @@ class Reconciler:
         ev = Evaluation(ns, name, meta["uid"], gen, spec, stage)
         job = build_job(ev, plan.baseline, plan.candidate, self.settings, baseline_key=plan.key)
         if plan.reused:
-            job["metadata"]["annotations"] = {ANN_BASELINE_RESULTS: plan.reused}
+            job["metadata"]["annotations"] = {names.ANN_BASELINE_RESULTS: plan.reused}
         wait = None
         kueued = scaleout.suspended(job)  # Kueue admits it: its quota, not --max-concurrent, is the limit
         order = ((start or status).get("startedAt") or "", meta.get("creationTimestamp") or "", ns, name)
@@ -509,7 +508,7 @@ class Reconciler:
             try:  # results are used only once every trust check passed (quantgate.k8s.trust)
                 run = verified.gather(self.cluster, body, spec, job, self.settings, reused_baseline(job),
                                       shards=scaleout.shard_count(job),  # an Indexed Job's shards merge there
-                                      fraction=ev.fraction)  # a progressive stage: its share of the documents
+                                      stage=stage)  # a progressive stage: merged with the earlier stages
             except Untrusted as exc:
                 failure = ("ResultsUntrusted", str(exc))
             except ResultsError as exc:

@@ -44,3 +44,23 @@ def publish_shard(run_dir: Path, namespace: str, name: str, role: str) -> str:
     write_configmaps(core_v1(), cms)
     return target
 
+
+def publish_stage(run_dir: Path, namespace: str, name: str, role: str) -> None:
+    """Publish a progressive stage run (`quantgate run --fraction F --after F0`) under `name`, in
+    the shard payload's form (per-question records at full precision): the operator merges the
+    stages of one evaluation (quantgate.lmeval.stage_delta). A stage head carries no baseline
+    cache key label; the operator writes the cache entries itself."""
+    from quantgate.lmeval.merge import read_shard_dir
+
+    if role not in names.ROLES:
+        raise ValueError(f"role must be one of {names.ROLES}, got {role!r}")
+    run = read_shard_dir(Path(run_dir), entry="stage")
+    job, pod = runner_identity()
+    cms = build_configmaps(
+        encode(run.to_payload()), namespace=namespace, name=name, role=role,
+        evaluation=os.environ.get(names.ENV_OWNER_NAME), owner_uid=os.environ.get(names.ENV_OWNER_UID),
+        job=job, pod=pod,
+    )
+    from quantgate.k8s.client import core_v1
+
+    write_configmaps(core_v1(), cms)

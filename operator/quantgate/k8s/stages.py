@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec
 from quantgate.decision.progressive import Look
@@ -33,11 +34,14 @@ def current(spec: ModelEvaluationSpec, status: dict | None) -> int | None:
     return 1
 
 
-def stage_key(baseline_key: str, fraction: float) -> str:
-    """The baseline cache key of one stage: the baseline's key (quantgate.k8s.cache: identity, model,
-    task plan, lm-eval version) and the stage's share. The runner's seed is fixed, so equal keys
-    mean the same documents. 40 hex chars (fits a label value); never equal to a full run's key."""
-    return hashlib.sha256(f"{baseline_key}|progressive-stage|{fraction!r}".encode()).hexdigest()[:40]
+def stage_key(baseline_key: str, shares: Sequence[float], stage: int) -> str:
+    """The baseline cache key of one stage's run: the baseline's key (quantgate.k8s.cache: identity,
+    model, task plan, lm-eval version) and the documents the stage adds — those of share
+    shares[stage-1] after shares[stage-2] (0 for the first). The runner's seed is fixed, so equal
+    keys mean the same documents. 40 hex chars (fits a label value); never a full run's key."""
+    after = shares[stage - 2] if stage > 1 else 0.0
+    text = f"{baseline_key}|progressive-stage-run|{float(after)!r}|{float(shares[stage - 1])!r}"
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def cache_entries(status: dict | None, new: dict | None) -> list[dict]:

@@ -108,7 +108,7 @@ def _job_role_sharded(cluster, ns: str, name: str, role: str, job: dict, want: t
 
     from quantgate.errors import QuantgateError
     from quantgate.k8s.shard_channel import shard_name
-    from quantgate.lmeval.merge import merge_payloads
+    from quantgate.lmeval.merge import RUN_RECORD, merge_payloads
 
     payloads, objects, creator = [], [], None
     for index in range(count):
@@ -123,8 +123,7 @@ def _job_role_sharded(cluster, ns: str, name: str, role: str, job: dict, want: t
     except (QuantgateError, KeyError, TypeError, ValueError) as exc:
         raise trust.Untrusted("format", f"shards of {ns}/{name} cannot be merged: {str(exc)[:160]}") from None
     if isinstance(manifest, dict):
-        compact["run"] = {k: manifest.get(k) for k in ("model", "suite", "localData", "tasks", "lmEvalVersion",
-                                                       "quantgateVersion", "engine") if manifest.get(k) is not None}
+        compact["run"] = {k: manifest.get(k) for k in RUN_RECORD if manifest.get(k) is not None}
     payload = encode(compact)
     import hashlib
 
@@ -146,6 +145,90 @@ def _job_role_raw(cluster, ns: str, name: str, role: str, job: dict, limits: tru
     objects = [{"name": c["metadata"].get("name"), "uid": c["metadata"].get("uid")} for c in [head, *parts]]
     creator = pods.get((head["metadata"].get("annotations") or {}).get(trust.ANN_POD_NAME, ""))
     return trust.Verified(doc, digest, objects), creator
+
+
+def _stage_job(cluster, body: dict, job: dict, stage: int) -> dict:
+    """This generation's runner Job of `stage` (the current one: `job`), checked to be the one the
+    operator made for it (labels of this evaluation, generation and stage; controlled by it)."""
+    meta = body["metadata"]
+    gen = meta.get("generation", 1)
+    name = names.job_name(meta["name"], gen, stage)
+    if name == job["metadata"]["name"]:
+        return job
+    found = cluster.get_job(meta["namespace"], name)
+    if found is None:
+        raise ResultsError(f"stage {stage}'s runner Job {meta['namespace']}/{name} not found: its documents "
+                           "cannot be merged with this stage's")
+    labels = found["metadata"].get("labels") or {}
+    owned = any(o.get("uid") == meta.get("uid") and o.get("controller")
+                for o in found["metadata"].get("ownerReferences") or [])
+    if (labels.get(names.LABEL_EVALUATION), labels.get(names.LABEL_GENERATION), labels.get(names.LABEL_STAGE)) != \
+            (meta["name"], str(gen), str(stage)) or not owned:
+        raise trust.Untrusted("job", f"Job {name} is not the runner Job of stage {stage} of this evaluation's "
+                              f"generation {gen}")
+    return found
+
+
+def _check_piece(doc: dict, where: str, model: str | None, fraction: float, after: float) -> None:
+    """A stage run's own record: the documents stage `fraction` adds after `after`, of `model`."""
+    manifest = doc.get("manifest") if isinstance(doc.get("manifest"), dict) else {}
+    entry = manifest.get("stage")
+    if not isinstance(entry, dict) or (entry.get("fraction"), entry.get("after")) != (fraction, after):
+        got = (entry.get("fraction"), entry.get("after")) if isinstance(entry, dict) else None
+        raise trust.Untrusted("stage", f"{where} holds the documents of stage share {got[0] if got else None!r} "
+                              f"after {got[1] if got else None!r}, not {fraction!r} after {after!r}")
+    if model is not None and manifest.get("model") != model:
+        raise trust.Untrusted("model", f"{where} is of model {str(manifest.get('model'))[:80]!r}, the spec asks "
+                              f"for {model!r}")
+
+
+def merged_stages(pieces: list[trust.Verified], where: str, limits: trust.Limits) -> tuple[dict, str]:
+    """The compact document (decoded through the bounded round trip) and its SHA-256 of stage runs
+    1..k merged (quantgate.lmeval.stage_delta); Untrusted when they do not form one run."""
+    from quantgate.errors import QuantgateError
+    from quantgate.lmeval.stage_delta import merged_stages_compact
+
+    try:
+        compact = merged_stages_compact([p.compact for p in pieces])
+    except (QuantgateError, KeyError, TypeError, ValueError) as exc:
+        raise trust.Untrusted("format", f"the stages of {where} cannot be merged: {str(exc)[:160]}") from None
+    import hashlib
+
+    payload = encode(compact)
+    return trust.decode(payload, limits), hashlib.sha256(payload).hexdigest()
+
+
+def _stage_role(cluster, body: dict, spec, job: dict, role: str, want: trust.Expected, limits: trust.Limits,
+                stage: int) -> tuple[trust.Verified, list[dict], dict | None, trust.Verified | None]:
+    """A progressive stage's role: the stage runs of stages 1..`stage` (each from this generation's
+    Job of that stage, through the same checks as any Job's results, or — the baseline — from the
+    cache entry that Job reused), merged into the results of stage `stage` and checked against the
+    spec. Returns (merged, evidence pieces, this stage's creator pod, this stage's own run)."""
+    ns = body["metadata"]["namespace"]
+    shares = spec.progressive.stages
+    runs, pieces, objects, creator, own = [], [], [], None, None
+    for j in range(1, stage + 1):
+        job_j = _stage_job(cluster, body, job, j)
+        after, fraction = (shares[j - 2] if j > 1 else 0.0), shares[j - 1]
+        reused = (job_j["metadata"].get("annotations") or {}).get(names.ANN_BASELINE_RESULTS) \
+            if role == "baseline" else None
+        if reused:
+            head, parts = _read_all(cluster, ns, reused, limits)
+            source = cluster.get_evaluation(ns, (head["metadata"].get("annotations") or {}).get(trust.ANN_SOURCE, ""))
+            v, name = trust.reused_entry(head, parts, source, None, limits, shape="results"), reused
+        else:
+            name = names.results_name(job_j["metadata"]["name"], role)
+            v, pod = _job_role_raw(cluster, ns, name, role, job_j, limits, "results")
+            if j == stage:
+                creator, own = pod, v
+        _check_piece(v.compact, f"{ns}/{name}", None if reused else want.model, fraction, after)
+        runs.append(v)
+        objects += v.objects
+        pieces.append({"stage": j, "name": name, "uid": v.objects[0]["uid"], "sha256": v.sha256,
+                       **({"reused": True} if reused else {})})
+    doc, digest = merged_stages(runs, f"{ns}/{names.results_name(job['metadata']['name'], role)}", limits)
+    trust.check_spec(doc, want, check_model=pieces[-1].get("reused") is None)
+    return trust.Verified(doc, digest, objects), pieces, creator, own
 
 
 def _reused(cluster, ns: str, name: str, spec, want: trust.Expected, limits: trust.Limits) -> trust.Verified:
@@ -185,17 +268,30 @@ def _write_cache(cluster, body: dict, job: dict, verified: trust.Verified, limit
 
 
 def gather(cluster, body: dict, spec, job: dict, settings, reused: str | None, shards: int = 1,
-           fraction: float | None = None) -> Outcome:
+           stage: int | None = None) -> Outcome:
     """Both roles' results for `job` (this generation's runner Job), verified; see module doc.
     `shards` > 1: an Indexed Job whose roles were published in that many shares (merged here).
-    `fraction`: `job` runs a progressive stage on that share of the documents (checked against the
-    run record, and against a reused stage baseline's)."""
+    `stage`: `job` runs that progressive stage, adding its documents to the earlier stages' (the
+    stage runs 1..stage are merged here; its baseline's own run becomes the stage's cache entry)."""
+    fraction = spec.progressive.stages[stage - 1] if stage is not None else None
     ns = body["metadata"]["namespace"]
     job_name = job["metadata"]["name"]
     limits = limits_of(settings)
     runs, entries, cache, plan = {}, [], None, None
     for role in names.ROLES:
         want = trust.expected(spec, _model_of(spec, role, None), fraction)
+        if stage is not None:  # a progressive stage: stages 1..stage merged; the baseline's own run is cached
+            v, pieces, pod, own = _stage_role(cluster, body, spec, job, role, want, limits, stage)
+            name = reused if role == "baseline" and reused else names.results_name(job_name, role)
+            entries.append({**_entry(role, name, v, reused=role == "baseline" and bool(reused), pod=pod),
+                            "pieces": pieces})
+            runs[role] = _from_compact(v.compact, f"{ns}/{name}")
+            if role == "baseline":
+                plan = v.run.get("tasks")
+                if own is not None and settings.baseline_cache:
+                    cache = _write_cache(cluster, body, job, own, limits)
+            del v
+            continue
         if role == "baseline" and reused:
             v = _reused(cluster, ns, reused, spec, want, limits)
             entries.append(_entry(role, reused, v, reused=True))

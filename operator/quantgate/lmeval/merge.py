@@ -26,6 +26,8 @@ from quantgate.errors import InputError, QuantgateError
 
 MANIFEST = "manifest.json"
 BOOTSTRAP_ITERS = 100000  # simple_evaluate's default, which the runner keeps
+# what a merged run's compact results record about the run (from a piece's manifest; k8s/trust checks it)
+RUN_RECORD = ("model", "suite", "localData", "tasks", "lmEvalVersion", "quantgateVersion", "engine")
 
 
 class MergeError(QuantgateError):
@@ -79,7 +81,9 @@ def _strip_results(results: dict) -> dict:
 
 
 # ------------------------------------------------------------------ reading shard directories
-def read_shard_dir(path: Path) -> ShardRun:
+def read_shard_dir(path: Path, entry: str = "shard") -> ShardRun:
+    """A piece of a run: a shard (`quantgate run --shard I/N`) or, with entry="stage", a progressive
+    stage run (`--fraction F --after F0`, quantgate.lmeval.stage_delta)."""
     path = Path(path)
     manifest_file = path / MANIFEST
     if not manifest_file.is_file():
@@ -87,9 +91,10 @@ def read_shard_dir(path: Path) -> ShardRun:
     manifest = _read_json(manifest_file)
     if manifest.get("complete") is not True:
         raise InputError(f"{path}: the shard's run is not complete; rerun it")
-    if not isinstance(manifest.get("shard"), dict):
-        raise InputError(f"{path}: not a shard (manifest.json has no shard entry); "
-                         "pass the outputs of `quantgate run --shard I/N`")
+    if not isinstance(manifest.get(entry), dict):
+        how = "--shard I/N" if entry == "shard" else "--fraction F --after F0"
+        raise InputError(f"{path}: not a {entry} (manifest.json has no {entry} entry); "
+                         f"pass the outputs of `quantgate run {how}`")
     results = _read_json(path / str(manifest.get("results")))
     run = ShardRun(manifest=manifest, results=results)
     for name in manifest.get("samples") or []:
@@ -425,10 +430,15 @@ def merge_dirs(dirs: list[Path], output: Path, force: bool = False) -> Path:
 
 def merge_payloads(payloads: list[dict], workdir: Path):
     """The operator's merge: shard payloads (from the results channel) → RunResults."""
-    from quantgate.lmeval.results import load_run
-
     shards = [ShardRun.from_payload(p) for p in payloads]
     merged, records, _ = merge(shards)
+    return load_merged(merged, records, workdir)
+
+
+def load_merged(merged: dict, records: dict[str, list[dict]], workdir: Path):
+    """RunResults of a merged run (lm-eval's results object, records per task), via files in workdir."""
+    from quantgate.lmeval.results import load_run
+
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     stamp = "2000-01-01T00-00-00.000000"

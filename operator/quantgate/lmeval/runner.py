@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from quantgate import __version__
 from quantgate.api.v1alpha1 import TaskSpec
@@ -104,6 +104,9 @@ class RunConfig(BaseModel):
     fraction: float | None = Field(None, gt=0, le=1, description="Progressive stage: this share of the suite's "
                                    "documents, split equally between the tasks (task_fractions), each a prefix of a "
                                    "seeded order per subtask (quantgate.decision.progressive).")
+    after: float | None = Field(None, ge=0, lt=1, description="With fraction: evaluate only the documents stage "
+                                "`fraction` adds to stage `after` (0: all of them), published as a stage run that "
+                                "merges with the earlier stages' (quantgate.lmeval.stage_delta).")
     request_cache: Path | None = Field(None, description="lm-eval request cache (sqlite path prefix): a later "
                                        "stage reuses the answers of the earlier ones instead of asking again.")
     shard: tuple[int, int] | None = Field(None, description="(index, count): evaluate only this shard of the "
@@ -112,6 +115,15 @@ class RunConfig(BaseModel):
     gen_kwargs: dict[str, str | bool | int | float] | None = Field(
         None, description="lm-eval gen_kwargs: merged into every generation task's generation_kwargs; "
         "local-completions sends the keys it does not interpret (e.g. repeat_penalty) in each request.")
+
+    @model_validator(mode="after")
+    def _stage(self) -> "RunConfig":
+        if self.after is not None and (self.fraction is None or self.after >= self.fraction):
+            raise ValueError(f"--after {self.after!r} needs --fraction F with F greater than it (the stage whose "
+                             "added documents to evaluate)")
+        if self.after is not None and self.shard is not None:
+            raise ValueError("--after and --shard cannot be combined: a stage run is one piece already")
+        return self
 
     @property
     def local_suite(self) -> str | None:
@@ -252,11 +264,14 @@ def _task_manager(local_suite: str | None):
 
 
 def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, fraction: float | None = None,
-                seed: int = 1234):
+                seed: int = 1234, after: float | None = None):
     """Load tasks and apply per-task shots; return (objects, samples-or-None, plan, leaf tasks by name).
     With `fraction` (a progressive stage: that share of the suite's documents, split equally
     between the tasks by `task_fractions`) every leaf evaluates the first ceil(share * N) of its
-    documents in a seeded order, and the plan records each leaf's N."""
+    documents in a seeded order, and the plan records each leaf's N; every selected document draws
+    the few-shot examples the run of all documents draws (stage_delta.full_run_fewshot). With
+    `after` too, only positions [c(after), c(fraction)) of that order, recorded as `pieces`."""
+    from quantgate.lmeval.stage_delta import full_run_fewshot
     from quantgate.decision.progressive import document_order, stage_count, task_fractions
 
     loaded_objs, samples, plan, leaves = [], {}, [], {}
@@ -281,10 +296,12 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
             if limits[spec.name]:
                 raise InputError(f"task {spec.name}: a progressive run evaluates stages of every task; "
                                  "remove its limit")
-        shares = task_fractions(fraction, {spec.name: sum(len(leaf.eval_docs) for leaf in loaded["tasks"].values())
-                                           for spec, loaded in loaded_specs})
+        sizes = {spec.name: sum(len(leaf.eval_docs) for leaf in loaded["tasks"].values()) for spec, loaded in loaded_specs}
+        shares = task_fractions(fraction, sizes)
+        before = task_fractions(after, sizes) if after else None
     for spec, loaded in loaded_specs:
         documents: dict[str, int] = {}
+        pieces: dict[str, list[int]] = {}
         groups = loaded.get("groups", {})
         objs = [groups[spec.name]] if spec.name in groups else list(loaded["tasks"].values())
         for leaf_name, leaf in loaded["tasks"].items():
@@ -295,14 +312,19 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
                 total = len(leaf.eval_docs)
                 documents[leaf_name] = total
                 order = document_order(seed, spec.name, leaf_name, total)
-                samples[leaf_name] = sorted(order[:stage_count(shares[spec.name], total)])
+                stop = stage_count(shares[spec.name], total)
+                start = min(stop, stage_count(before[spec.name], total)) if before else 0
+                pieces[leaf_name] = [start, stop]
+                samples[leaf_name] = sorted(order[start:stop])
+                full_run_fewshot(leaf, samples[leaf_name])
             elif limits[spec.name]:
                 samples[leaf_name] = list(range(min(limits[spec.name], len(leaf.eval_docs))))
         loaded_objs.extend(objs)
         plan.append({"name": spec.name, "numFewshot": spec.num_fewshot, "limit": limits[spec.name],
                      "metric": spec.metric, "subtasks": sorted(loaded["tasks"]) if spec.name not in
                      loaded["tasks"] else [],
-                     **({"fraction": fraction, "documents": documents} if fraction is not None else {})})
+                     **({"fraction": fraction, "documents": documents} if fraction is not None else {}),
+                     **({"after": after, "pieces": pieces} if fraction is not None and after is not None else {})})
     return loaded_objs, (samples or None), plan, leaves
 
 
@@ -562,7 +584,7 @@ def _generation_only(config, specs, endpoint: Endpoint, progress: Progress) -> t
     from quantgate.lmeval.preflight import no_tokenizer
 
     task_manager = _task_manager(config.local_suite)
-    loaded = _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
+    loaded = _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed, config.after)
     scored = needs_loglikelihood(list(loaded[3].values()))
     if scored:
         raise no_tokenizer(config.endpoint, scored)
@@ -578,13 +600,18 @@ def _evaluate(config, specs, model_args, staging: Path, progress: Progress, reda
 
     if tasks is None:
         task_manager = _task_manager(config.local_suite)
-        tasks = task_manager, _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed)
+        tasks = task_manager, _load_tasks(task_manager, specs, config.limit, config.fraction, config.seed,
+                                          config.after)
     task_manager, (objs, samples, plan, leaves) = tasks
     manifest["tasks"] = plan
     if config.shard:
         from quantgate.lmeval.shard import Shard, restrict
 
         objs, samples, manifest["shard"] = restrict(objs, samples, Shard(*config.shard))
+    if config.after is not None:
+        from quantgate.lmeval.stage_delta import restrict_to_delta
+
+        objs, samples, manifest["stage"] = restrict_to_delta(objs, samples, plan)
 
     if config.engine == "api":
         _probe_if_needed(config, model_args, list(leaves.values()), progress, manifest)
