@@ -1,5 +1,6 @@
 """A progressive evaluation (spec.progressive) on the real control plane with simulated models: one
-runner Job per stage, the stage and items in status, and the verdict at the end.
+runner Job per stage, each asking only the documents its stage adds (stages append; the operator
+merges the stage runs), the stage and items in status, and the verdict at the end.
 
 Three tasks of the local data, 0-shot (as tests/unit/test_evaluate_progressive.py): a copy of the
 reference stops early with Ship, a broken candidate then ends with Block (reusing the baseline's
@@ -129,6 +130,18 @@ def test_an_open_verdict_shows_its_stage_in_status_and_ends_with_the_verdict(env
     assert st["verdict"] in ("Ship", "Monitor", "ABTest", "Block") and st["progressive"]["stage"] >= 2
     jobs = _jobs(cluster, ns, "edge")
     assert len(jobs) == st["progressive"]["stage"]
+    # stages append: each stage Job asks only the documents after the previous stage's share, and the
+    # verdict's results are the stage runs of every stage, merged (listed per role in the evidence)
+    shares = [0.0] + st["progressive"]["stages"]
+    for k, job in enumerate(jobs, start=1):
+        for c in job["spec"]["template"]["spec"]["containers"]:
+            args = c["args"]
+            assert (float(args[args.index("--fraction") + 1]), float(args[args.index("--after") + 1])) == \
+                (shares[k], shares[k - 1])
+    for entry in st["evidence"]["results"]:
+        assert [p["stage"] for p in entry["pieces"]] == list(range(1, len(jobs) + 1))
+        assert [p["name"] for p in entry["pieces"]] == [f"{j['metadata']['name']}-{entry['role']}" for j in jobs]
+    assert sum(t["n"] for t in st["tasks"]) == st["progressive"]["itemsEvaluated"]
     events = json.loads(cluster.kubectl("get", "events.events.k8s.io", "-n", ns, "-o", "json").stdout)["items"]
     assert any(e.get("reason") == "StageComplete" and (e.get("regarding") or {}).get("name") == "edge"
                for e in events)

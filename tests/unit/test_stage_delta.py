@@ -132,3 +132,23 @@ def test_after_needs_a_larger_fraction(fleet, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--after 0.5 needs --fraction F with F greater than it" in err
     assert "Traceback" not in err and not (tmp_path / "x").exists()
+
+
+def test_quantgate_merge_joins_stage_runs_into_the_stage_run(runs, tmp_path, capsys):
+    """Reproducing a cluster stage locally: `quantgate merge` on the stage run directories (any order)
+    writes the run of the last stage — lm-eval's full sample records (prompts included) and scores."""
+    out = tmp_path / "merged"
+    assert main(["merge", str(runs["s2"]), str(runs["s1"]), "-o", str(out)]) == 0
+    merged, scratch = lines(out), lines(runs["scratch"])
+    assert set(merged) == set(scratch)
+    for task, by_id in scratch.items():
+        assert sorted(merged[task]) == sorted(by_id)
+        for doc_id, rec in merged[task].items():
+            assert prompts(rec) == prompts(by_id[doc_id])
+            assert all(rec[m] == by_id[doc_id][m] for m in rec["metrics"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is True and "stage" not in manifest
+    assert [m["stage"] for m in manifest["mergedFrom"]] == ["0.0-0.25", "0.25-0.5"]
+    rc = main(["merge", str(runs["s1"]), str(runs["s4"]), "-o", str(tmp_path / "gap")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "starts after share 0.5" in err and "Traceback" not in err

@@ -1,5 +1,6 @@
 """Join the shards of one run (`quantgate run --shard i/N`) into the run an unsharded
-`quantgate run` writes (`quantgate merge`, and the operator before it decides).
+`quantgate run` writes (`quantgate merge`, and the operator before it decides); the same code
+joins progressive stage runs (quantgate.lmeval.stage_delta).
 
 Every shard's per-question records carry lm-eval's per-document metric values at full
 precision. The merge orders them as lm-eval does (filter, then document id) and
@@ -386,6 +387,15 @@ def merge(shards: list[ShardRun]) -> tuple[dict, dict[str, list[dict]], dict[str
     return merged, records, lines
 
 
+def _piece_entry(path: Path) -> str | None:
+    """"stage" when `path` holds a progressive stage run, else None (a shard, or not a piece)."""
+    manifest = path / MANIFEST
+    try:
+        return "stage" if isinstance(json.loads(manifest.read_text()).get("stage"), dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def merge_dirs(dirs: list[Path], output: Path, force: bool = False) -> Path:
     """`quantgate merge`: write the merged run directory (same layout as `quantgate run`)."""
     from quantgate.lmeval.runner import _now, _write_json_atomic
@@ -393,8 +403,22 @@ def merge_dirs(dirs: list[Path], output: Path, force: bool = False) -> Path:
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
         raise InputError(f"output directory {output} already exists; remove it or pass --force")
-    shards = [read_shard_dir(Path(d)) for d in dirs]
-    merged, records, lines = merge(shards)
+    if dirs and _piece_entry(Path(dirs[0])) == "stage":  # progressive stage runs (quantgate.lmeval.stage_delta)
+        from quantgate.lmeval.stage_delta import merge_stage_runs
+
+        shards = sorted((read_shard_dir(Path(d), entry="stage") for d in dirs),
+                        key=lambda r: r.manifest["stage"].get("after") or 0.0)
+        merged, records, lines, first = merge_stage_runs(shards)
+        merged_from = [{"stage": f"{r.manifest['stage'].get('after')!r}-{r.manifest['stage'].get('fraction')!r}",
+                        "pieces": r.manifest["stage"].get("pieces"), "requests": r.manifest.get("requests"),
+                        "durationSeconds": r.manifest.get("durationSeconds")} for r in shards]
+    else:
+        shards = sorted((read_shard_dir(Path(d)) for d in dirs), key=lambda s: s.info.get("index", 0))
+        merged, records, lines = merge(shards)
+        first = {k: v for k, v in shards[0].manifest.items() if k not in ("shard", "error")}
+        merged_from = [{"shard": f"{s.info['index']}/{s.info['count']}", "plan": s.info["plan"],
+                        "pieces": s.info["pieces"], "requests": s.manifest.get("requests"),
+                        "durationSeconds": s.manifest.get("durationSeconds")} for s in shards]
     staging = output.with_name(output.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -409,17 +433,13 @@ def merge_dirs(dirs: list[Path], output: Path, force: bool = False) -> Path:
             for line in lines.get(task) or [json.dumps(r, ensure_ascii=False) for r in records[task]]:
                 fh.write(line + "\n")
         sample_files.append(name)
-    ordered = sorted(shards, key=lambda s: s.info["index"])
-    manifest = {k: v for k, v in ordered[0].manifest.items() if k not in ("shard", "error")}
+    manifest = dict(first)
     manifest.update({
-        "complete": True, "startedAt": min(s.manifest.get("startedAt") or "" for s in ordered),
+        "complete": True, "startedAt": min(s.manifest.get("startedAt") or "" for s in shards),
         "finishedAt": _now(), "results": results_name, "samples": sorted(sample_files),
-        "requests": sum(s.manifest.get("requests") or 0 for s in ordered),
-        "durationSeconds": max(s.manifest.get("durationSeconds") or 0 for s in ordered),
-        "throughputRps": None,
-        "mergedFrom": [{"shard": f"{s.info['index']}/{s.info['count']}", "plan": s.info["plan"],
-                        "pieces": s.info["pieces"], "requests": s.manifest.get("requests"),
-                        "durationSeconds": s.manifest.get("durationSeconds")} for s in ordered],
+        "requests": sum(s.manifest.get("requests") or 0 for s in shards),
+        "durationSeconds": max(s.manifest.get("durationSeconds") or 0 for s in shards),
+        "throughputRps": None, "mergedFrom": merged_from,
     })
     _write_json_atomic(staging / MANIFEST, manifest)
     if output.exists():

@@ -115,9 +115,15 @@ def merge_stages(payloads: list[dict]):
     """Stage runs 1..k of one run (ShardRun payloads whose manifests hold a `stage` entry, in
     stage order) → (lm-eval results object, records per task, the manifest of stage k with
     the merged plan). MergeError unless they tile [0, c(F_k)) of every leaf exactly once."""
-    if not payloads:
+    merged, records, _, manifest = merge_stage_runs([ShardRun.from_payload(p) for p in payloads])
+    return merged, records, manifest
+
+
+def merge_stage_runs(runs: list[ShardRun]):
+    """merge_stages on ShardRun objects (`quantgate merge` reads them from directories, with
+    their raw sample lines): (results object, records, raw lines per task, manifest)."""
+    if not runs:
         raise MergeError("no stages to merge")
-    runs = [ShardRun.from_payload(p) for p in payloads]
     entries = []
     for k, run in enumerate(runs, start=1):
         entry = run.manifest.get("stage") if isinstance(run.manifest, dict) else None
@@ -143,13 +149,13 @@ def merge_stages(payloads: list[dict]):
     for j, (run, entry) in enumerate(zip(runs, entries)):
         run.manifest = {**run.manifest, "shard": {"index": j, "count": count, "plan": plan, "tasks": totals,
                                                   "pieces": entry["pieces"], "groups": entry["groups"]}}
-    merged, records, _ = merge(runs)
+    merged, records, lines = merge(runs)
     last = runs[-1].manifest
     manifest = {k: v for k, v in last.items() if k not in ("shard", "stage")}
     manifest["tasks"] = [{k: v for k, v in t.items() if k not in ("after", "pieces")}
                          for t in last.get("tasks") or [] if isinstance(t, dict)]
     manifest["requests"] = sum(r.manifest.get("requests") or 0 for r in runs)
-    return merged, records, manifest
+    return merged, records, lines, manifest
 
 
 def merged_stages_compact(payloads: list[dict]) -> dict:
