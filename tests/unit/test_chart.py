@@ -95,6 +95,7 @@ def test_defaults():
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["QUANTGATE_HEALTH_STALL_S"] == "120"
+    assert env["QUANTGATE_SHUTDOWN_DEADLINE_S"] == "10"
     assert env["QUANTGATE_NAMESPACES"] == "" and env["QUANTGATE_RUNNER_SERVICE_ACCOUNT"] == "quantgate-runner"
     assert env["QUANTGATE_RUNNER_IMAGE"] == c["image"] == "ghcr.io/quantgate/quantgate:0.1.0"
     (svc,) = of_kind(docs, "Service")
@@ -284,6 +285,7 @@ def test_paused_with_own_service_accounts():
         ("operator.maxConcurrent=0", "at '/operator/maxConcurrent'"),
         ("operator.livenessProbe.periodSeconds=0", "at '/operator/livenessProbe/periodSeconds'"),
         ("operator.healthStallSeconds=soon", "at '/operator/healthStallSeconds'"),
+        ("operator.shutdownDeadlineSeconds=0", "at '/operator/shutdownDeadlineSeconds'"),
         ("networkPolicy.enabled=yes", "at '/networkPolicy/enabled': got string, want boolean"),
         ("runner.defaultRequests.memory=lots", "at '/runner/defaultRequests/memory'"),
     ],

@@ -1,6 +1,7 @@
 """The process kubelet restarts a container that fails its liveness probe, as a kubelet does: the
 container is killed and restarted unless the pod's restartPolicy is Never (OnFailure restarts it
-even when it exits 0 on TERM); the restart shows in restartCount and lastState.terminated.
+even when it exits 0 on TERM); the restart shows in restartCount and lastState.terminated, and
+the pod gets a kubelet's Events (Unhealthy on each failed probe, Killing when it is killed).
 
 The probed endpoint is a server in the test (pods share the host's network): healthy until the
 container has said it is ready (a file it writes once its TERM handler is set), then 503."""
@@ -13,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from quantgate.dev.harness import wait_for
+from quantgate.dev.kubelet.events import Recorder
 from quantgate.dev.kubelet.pods import PodWorker
 
 # argv[1]: the file to write once ready; argv[2]: what to do on TERM ("die": the default, 143; "exit0")
@@ -26,13 +28,22 @@ time.sleep(600)
 
 
 class Api:
-    """Records the pod status patches; the pods here read no ConfigMaps, Secrets or tokens."""
+    """Records the pod status patches and the Events posted (with their count bumps patched in);
+    the pods here read no ConfigMaps, Secrets or tokens."""
 
     def __init__(self):
         self.patches = []
+        self.events = {}  # name -> the Event as posted, later patches applied
 
     def patch(self, path, body, content_type=None):
-        self.patches.append(body["status"])
+        if path.startswith("/api/v1/namespaces/ns/events/"):
+            self.events[path.rsplit("/", 1)[1]].update(body)
+        else:
+            self.patches.append(body["status"])
+
+    def post(self, path, body):
+        assert path == "/api/v1/namespaces/ns/events", path
+        self.events[body["metadata"]["name"]] = dict(body)
 
 
 class Health:
@@ -60,8 +71,10 @@ def pod_worker(tmp_path, policy: str, port: int, on_term: str) -> PodWorker:
     ca = tmp_path / "ca.crt"
     ca.write_text("not a certificate")
     done = threading.Event()
-    kubelet = SimpleNamespace(pods_dir=tmp_path / "pods", api=Api(), server="https://127.0.0.1:1", ca=ca,
-                              api_port=1, venv_bin=str(tmp_path), bin_dir=str(tmp_path),
+    api = Api()
+    kubelet = SimpleNamespace(pods_dir=tmp_path / "pods", api=api, events=Recorder(api, "quantgate-dev"),
+                              server="https://127.0.0.1:1", ca=ca, api_port=1, venv_bin=str(tmp_path),
+                              bin_dir=str(tmp_path),
                               worker_done=lambda _w: done.set(), force_delete=lambda *_a: None, done=done)
     container = {"name": "app", "image": "app:1",
                  "command": [sys.executable, "-c", SCRIPT, str(tmp_path / "ready"), on_term],
@@ -123,3 +136,26 @@ def test_restart_policy_never_kills_the_container_and_does_not_restart_it(unheal
     assert final["phase"] == "Failed"
     assert c["restartCount"] == 0 and "lastState" not in c
     assert c["state"]["terminated"]["exitCode"] == 143
+
+
+def events(worker: PodWorker, reason: str) -> list[dict]:
+    return [e for e in list(worker.k.api.events.values()) if e["reason"] == reason]
+
+
+@pytest.mark.parametrize("policy, killing", [("Always", "Container app failed liveness probe, will be restarted"),
+                                             ("Never", "Container app failed liveness probe")])
+def test_failed_probes_post_unhealthy_and_killing_events_as_a_kubelet_does(unhealthy, policy, killing):
+    worker = unhealthy(policy)
+    wait_for(lambda: events(worker, "Killing"), timeout=30, what="the Killing event")
+    (warning,) = events(worker, "Unhealthy")  # repeats bump one Event's count
+    assert warning["type"] == "Warning"
+    assert warning["message"] == "Liveness probe failed: HTTP probe failed with statuscode: 503"
+    assert warning["count"] >= 2, warning  # one per failed probe: failureThreshold 2 before the kill
+    (kill,) = events(worker, "Killing")
+    assert kill["type"] == "Normal" and kill["message"] == killing
+    for event in warning, kill:
+        assert event["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "ns", "name": "p",
+                                           "uid": "u", "fieldPath": "spec.containers{app}"}
+        assert event["source"] == {"component": "kubelet", "host": "quantgate-dev"}
+        assert event["metadata"]["namespace"] == "ns" and event["metadata"]["name"].startswith("p.")
+        assert event["firstTimestamp"] <= event["lastTimestamp"]

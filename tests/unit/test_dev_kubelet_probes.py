@@ -37,24 +37,35 @@ def test_the_probe_url_comes_from_a_named_port_and_no_probe_means_none():
 def test_failing_the_threshold_in_a_row_restarts_the_container_once():
     state = {"ok": True}
     server = serve(state)
-    failed, done = [], threading.Event()
+    failed, outputs, done = [], [], threading.Event()
     try:
-        thread = probes.watch_liveness(spec(server.server_port), done, failed.append)
+        thread = probes.watch_liveness(spec(server.server_port), done, failed.append, outputs.append)
         done.wait(0.3)
-        assert failed == []  # healthy: nothing happens
+        assert failed == [] and outputs == []  # healthy: nothing happens
         state["ok"] = False
         thread.join(10)
         assert len(failed) == 1 and "3 times in a row" in failed[0]
+        # every failed probe is reported (a kubelet's Unhealthy event), worded as a kubelet's prober
+        assert outputs == ["HTTP probe failed with statuscode: 503"] * 3
     finally:
         done.set()
         server.shutdown()
+
+
+def test_a_probe_nobody_answers_fails_with_the_connection_error():
+    server = serve({"ok": True})
+    port = server.server_port
+    server.shutdown()
+    server.server_close()  # nothing listens on the port now
+    output = probes.check(f"http://127.0.0.1:{port}/healthz", timeout=1)
+    assert output.startswith(f'Get "http://127.0.0.1:{port}/healthz": ') and "refused" in output, output
 
 
 def test_the_first_probe_comes_at_the_start_and_ticks_before_the_initial_delay_are_skipped(monkeypatch):
     from quantgate.dev.harness import wait_for
 
     asked = []
-    monkeypatch.setattr(probes, "answers", lambda url, timeout: asked.append(url) or True)
+    monkeypatch.setattr(probes, "check", lambda url, timeout: asked.append(url))  # None: healthy
     early, late = threading.Event(), threading.Event()
     try:
         # a period of a minute: a probe within it is the one at the container's start

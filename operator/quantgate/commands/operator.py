@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--lease-duration", type=float, dest="lease_duration_s", metavar="SECONDS",
                    help="a standby takes over this long after the leader stopped renewing (default 15)")
     p.add_argument("--leader-identity", help="this replica's name in the Lease (default: the host name)")
+    p.add_argument("--shutdown-deadline", type=float, dest="shutdown_deadline_s", metavar="SECONDS",
+                   help="on TERM, exit within this long even if a reconcile is stuck (default 10)")
     p.set_defaults(func=run)
 
 
@@ -53,7 +55,7 @@ def settings_from(args):
     overrides = {k: getattr(args, k, None) for k in (
         "max_concurrent", "workers", "deciding", "endpoint_timeout_s", "poll_interval_s", "preflight_cache_s", "runner_image", "runner_service_account",
         "metrics_port", "metrics_host", "resync_s", "running_requeue_s", "lease_namespace", "lease_duration_s",
-        "leader_identity")}
+        "leader_identity", "shutdown_deadline_s")}
     if args.namespaces:
         overrides["namespaces"] = args.namespaces
     if args.all_namespaces:
@@ -77,6 +79,8 @@ def settings_from(args):
         raise InputError("--preflight-cache must be 0 or more seconds")
     if settings.resync_s <= 0 or settings.running_requeue_s <= 0:
         raise InputError("--resync and --running-requeue must be positive")
+    if settings.shutdown_deadline_s <= 0:
+        raise InputError("--shutdown-deadline must be positive")
     duration, deadline, retry = settings.lease_timings()
     if not 0 < retry < deadline < duration:
         raise InputError("lease timings need 0 < retry < renew deadline < --lease-duration "
@@ -121,6 +125,7 @@ def run(args) -> int:
             namespaces=settings.namespaces,
         ))
     finally:
+        handlers.arm_shutdown_deadline()  # armed already when kopf's cleanup ran (TERM)
         if elector is not None:
             elector.release()
         server.shutdown()

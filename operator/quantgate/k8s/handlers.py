@@ -45,11 +45,13 @@ from quantgate.k8s import status as st
 from quantgate.k8s.matrix_reconcile import MatrixReconciler, is_settled as matrix_settled
 from quantgate.k8s.reconcile import Reconciler
 from quantgate.k8s.settings import Settings
+from quantgate.k8s.shutdown import Inflight, arm as arm_exit_deadline
 from quantgate.k8s.workqueue import WorkQueue
 
 log = logging.getLogger("quantgate.operator")
 RUNNER_JOBS = {names.MANAGED_BY: names.MANAGER}
 _state: dict = {}
+_inflight = Inflight()  # reconciles running in kopf's executor threads (a stuck one outlives its worker task)
 # Test hook (integration tests of /healthz): while the file named here exists, every
 # reconcile blocks, as a wedged worker would.
 WEDGE_ENV = "QUANTGATE_TEST_WEDGE_FILE"
@@ -323,7 +325,8 @@ async def inference_service_event(namespace, name, **_):
 async def _reconcile_key(key: tuple) -> float | None:
     if len(key) == 3:  # a matrix: always read from the API server (they are few)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_state.get("executor"), _matrix_reconciler().reconcile, key[1], key[2])
+        return await loop.run_in_executor(_state.get("executor"), _in_thread, key,
+                                          _matrix_reconciler().reconcile, key[1], key[2])
     namespace, name = key
     body = _bodies.get(key)
     if body is None:
@@ -338,7 +341,8 @@ async def _reconcile_key(key: tuple) -> float | None:
         # nothing to do (a full reconcile, with a GET of the Job, comes every running_s)
         return running_s - since
     loop = asyncio.get_running_loop()
-    requeue = await loop.run_in_executor(_state.get("executor"), functools.partial(_run, namespace, name, body, job))
+    requeue = await loop.run_in_executor(_state.get("executor"),
+                                         functools.partial(_in_thread, key, _run, namespace, name, body, job))
     _last_full[key] = time.monotonic()
     return requeue
 
@@ -354,9 +358,16 @@ def _running_on_live_job(namespace: str, body: dict) -> bool:
     return any(j["namespace"] == namespace and j["name"] == status.get("jobName") for j in active)
 
 
+def _in_thread(key: tuple, fn, *args):
+    with _inflight.running("reconcile " + "/".join(key)):
+        return fn(*args)
+
+
 def _run(namespace: str, name: str, body: dict | None, job: dict | None) -> float | None:
     """Reconcile one evaluation (in a worker thread) with kopf's live indices."""
     wedge = os.environ.get(WEDGE_ENV)
+    if wedge and os.path.exists(wedge):
+        log.warning("test hook: reconcile of %s/%s wedged while %s exists", namespace, name, wedge)
     while wedge and os.path.exists(wedge):
         time.sleep(0.5)
     rec = _reconciler()
@@ -435,8 +446,15 @@ async def _start_queue(**_) -> None:
     _state["tasks"] = [loop.create_task(_resync(_settings().resync_s)), loop.create_task(_tick())]
 
 
+def arm_shutdown_deadline() -> None:
+    """The process exits within `shutdown_deadline_s` from now, even if a reconcile is stuck
+    (quantgate.k8s.shutdown). kopf's cleanup calls it; so does the command when kopf returns."""
+    arm_exit_deadline(_settings().shutdown_deadline_s, _inflight.describe)
+
+
 @kopf.on.cleanup()
 async def _stop_queue(**_) -> None:
+    arm_shutdown_deadline()  # first: what follows may wait on the stuck work
     for task in _state.pop("tasks", []):
         task.cancel()
     queue = _state.get("queue")

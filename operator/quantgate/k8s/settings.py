@@ -33,6 +33,7 @@ class Settings:
     lease_retry_s: float = 0.0  # how often the leader renews and a standby tries (0: the duration / 7.5)
     leader_identity: str = ""  # empty: the host name (the pod's name)
     health_stall_s: float = 120.0  # /healthz fails when the workers had work and finished none this long
+    shutdown_deadline_s: float = 10.0  # on TERM the process exits within this long, even with a reconcile stuck
     workers: int = 256  # reconcile threads, mostly waiting on the API server (each: one pooled connection)
     deciding: int = 2  # verdicts computed at once (reading, decoding and comparing both result sets)
     preflight_timeout_s: float = 3.0

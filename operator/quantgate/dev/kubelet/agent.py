@@ -10,6 +10,7 @@ from pathlib import Path
 
 from quantgate.dev import paths
 from quantgate.dev.cluster import State
+from quantgate.dev.kubelet.events import Recorder
 from quantgate.dev.kubelet.pods import TERMINAL, PodWorker
 from quantgate.dev.rest import ApiError, Rest
 
@@ -29,6 +30,7 @@ class Kubelet:
         self.ca = pki / "ca.crt"
         self.api = Rest(state.server, self.ca, cert=pki / "kubelet-client.crt", key=pki / "kubelet-client.key",
                         maxsize=64, user_agent=f"quantgate-process-kubelet/{self.node}")
+        self.events = Recorder(self.api, self.node)
         self.dir = state.directory / "kubelet"
         self.pods_dir = self.dir / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)

@@ -234,7 +234,9 @@ class PodWorker(threading.Thread):
                 if self._report_start(spec["name"], must_succeed):
                     self.patch_status()
                 exited = threading.Event()
-                probes.watch_liveness(spec, exited, lambda _msg, c=child: self._kill_unhealthy(c, unhealthy))
+                name = spec["name"]
+                probes.watch_liveness(spec, exited, lambda _msg, c=child: self._kill_unhealthy(name, c, unhealthy),
+                                      lambda output: self._probe_failed(name, output))
                 code = exit_code(child.wait())
                 exited.set()
                 written = term_file.read_text(errors="replace") if term_file.exists() else ""
@@ -256,9 +258,14 @@ class PodWorker(threading.Thread):
             self.stopping.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
-    def _kill_unhealthy(self, child: subprocess.Popen, unhealthy: threading.Event) -> None:
+    def _probe_failed(self, name: str, output: str) -> None:
+        self.k.events.record(self.pod, name, "Warning", "Unhealthy", f"Liveness probe failed: {output}")
+
+    def _kill_unhealthy(self, name: str, child: subprocess.Popen, unhealthy: threading.Event) -> None:
         """The liveness probe failed: kill the container (TERM, the pod's grace period, KILL)."""
         unhealthy.set()
+        restarts = ", will be restarted" if self.restart_policy != "Never" else ""
+        self.k.events.record(self.pod, name, "Normal", "Killing", f"Container {name} failed liveness probe{restarts}")
         grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
         threading.Thread(target=runtime.stop, args=([child], grace), daemon=True).start()
 

@@ -30,17 +30,25 @@ def liveness_url(spec: dict) -> str | None:
     return f"http://127.0.0.1:{int(port)}{path if path.startswith('/') else '/' + path}"
 
 
-def answers(url: str, timeout: float) -> bool:
+def check(url: str, timeout: float) -> str | None:
+    """None when the endpoint answers 2xx/3xx, else what failed, worded as a kubelet's HTTP prober
+    words it ("HTTP probe failed with statuscode: 503", 'Get "<url>": <error>')."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return 200 <= response.status < 400
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        return f'Get "{url}": {reason}'
+    return None if 200 <= status < 400 else f"HTTP probe failed with statuscode: {status}"
 
 
-def watch_liveness(spec: dict, done: threading.Event, on_failure) -> threading.Thread | None:
-    """Probe in a daemon thread until `done` is set; call `on_failure(message)` once when the
-    container has failed its probe `failureThreshold` times in a row."""
+def watch_liveness(spec: dict, done: threading.Event, on_failure,
+                   on_unhealthy=lambda output: None) -> threading.Thread | None:
+    """Probe in a daemon thread until `done` is set; call `on_unhealthy(output)` on every failed
+    probe (a kubelet's Unhealthy event) and `on_failure(message)` once when the container has
+    failed its probe `failureThreshold` times in a row."""
     url = liveness_url(spec)
     if url is None:
         return None
@@ -55,7 +63,10 @@ def watch_liveness(spec: dict, done: threading.Event, on_failure) -> threading.T
         failures = 0
         while True:
             if tick - started >= delay:
-                failures = 0 if answers(url, timeout) else failures + 1
+                output = check(url, timeout)
+                failures = 0 if output is None else failures + 1
+                if output is not None and not done.is_set():
+                    on_unhealthy(output)
                 if failures >= threshold and not done.is_set():
                     message = f"Liveness probe failed: {url} {failures} times in a row"
                     log.info("container %s: %s; killing it", spec.get("name"), message)
