@@ -152,3 +152,18 @@ def test_quantgate_merge_joins_stage_runs_into_the_stage_run(runs, tmp_path, cap
     rc = main(["merge", str(runs["s1"]), str(runs["s4"]), "-o", str(tmp_path / "gap")])
     err = capsys.readouterr().err
     assert rc == 2 and "starts after share 0.5" in err and "Traceback" not in err
+
+
+def test_local_stages_with_few_shot_tasks_ask_each_document_once(fleet, tmp_path):
+    """`evaluate --local --progressive`'s way: each stage runs its whole prefix with lm-eval's request
+    cache. Since every document keeps its prompt from stage to stage (few-shot examples included), the
+    cache answers all of the earlier stages' documents: the stages together send what one plain run
+    of their last stage sends."""
+    cache = tmp_path / "cache" / "fp16"
+    cache.parent.mkdir()
+    sent = []
+    for fraction in ("0.25", "0.5"):
+        out = run(fleet, tmp_path / fraction, "--fraction", fraction, "--request-cache", str(cache))
+        sent.append(json.loads((out / "manifest.json").read_text())["requests"])
+    plain = run(fleet, tmp_path / "plain", "--fraction", "0.5")
+    assert sent[0] > 0 and sum(sent) == json.loads((plain / "manifest.json").read_text())["requests"]
