@@ -226,15 +226,22 @@ def test_an_open_verdict_runs_the_next_stage_and_the_last_gives_the_ordinary_ver
     assert st["tasks"][0]["n"] == N
 
 
-def test_a_stage_whose_earlier_stage_job_is_gone_fails_closed(world):
-    """Stage 2's documents merge with stage 1's; with stage 1's Job (and so its results) deleted there
-    is nothing trusted to merge with: Failed, never a verdict from stage 2's documents alone."""
-    cluster, rec = world
+def _past_stage_one(cluster, rec) -> tuple[str, str]:
+    """An open evaluation whose stage 1 completed: stage 2's Job runs. Returns both Jobs' names."""
     cluster.add_eval("edge", SPEC)
     rec.reconcile(NS, "edge")
     s1, s2 = names.job_name("edge", 1, 1), names.job_name("edge", 1, 2)
     cluster.finish_stage(s1, "edge")
     rec.reconcile(NS, "edge")
+    assert cluster.evals["edge"]["status"]["jobName"] == s2
+    return s1, s2
+
+
+def test_a_stage_whose_earlier_stage_job_is_gone_fails_closed(world):
+    """Stage 2's documents merge with stage 1's; with stage 1's Job (and so its results) deleted there
+    is nothing trusted to merge with: Failed, never a verdict from stage 2's documents alone."""
+    cluster, rec = world
+    s1, s2 = _past_stage_one(cluster, rec)
     del cluster.jobs[s1]
     cluster.finish_stage(s2, "edge")
     rec.reconcile(NS, "edge")
@@ -247,11 +254,7 @@ def test_a_stage_job_that_is_not_the_evaluations_is_refused(world):
     """A Job under stage 1's name that this evaluation does not control (e.g. re-created by someone
     else after the real one finished) cannot contribute documents."""
     cluster, rec = world
-    cluster.add_eval("edge", SPEC)
-    rec.reconcile(NS, "edge")
-    s1, s2 = names.job_name("edge", 1, 1), names.job_name("edge", 1, 2)
-    cluster.finish_stage(s1, "edge")
-    rec.reconcile(NS, "edge")
+    s1, s2 = _past_stage_one(cluster, rec)
     cluster.jobs[s1]["metadata"]["ownerReferences"] = []
     cluster.finish_stage(s2, "edge")
     rec.reconcile(NS, "edge")

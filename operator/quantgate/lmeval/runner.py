@@ -271,6 +271,7 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
     documents in a seeded order, and the plan records each leaf's N; every selected document draws
     the few-shot examples the run of all documents draws (stage_delta.full_run_fewshot). With
     `after` too, only positions [c(after), c(fraction)) of that order, recorded as `pieces`."""
+    from quantgate.lmeval.shard import Ids
     from quantgate.lmeval.stage_delta import full_run_fewshot
     from quantgate.decision.progressive import document_order, stage_count, task_fractions
 
@@ -315,7 +316,7 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
                 stop = stage_count(shares[spec.name], total)
                 start = min(stop, stage_count(before[spec.name], total)) if before else 0
                 pieces[leaf_name] = [start, stop]
-                samples[leaf_name] = sorted(order[start:stop])
+                samples[leaf_name] = Ids(sorted(order[start:stop]))  # lm-eval tests `i in samples` per document
                 full_run_fewshot(leaf, samples[leaf_name])
             elif limits[spec.name]:
                 samples[leaf_name] = list(range(min(limits[spec.name], len(leaf.eval_docs))))

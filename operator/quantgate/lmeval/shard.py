@@ -213,7 +213,7 @@ def _replay_fewshot(task, before: list[int]) -> None:
     task.build_all_requests = build_all_requests
 
 
-class _Ids(list):
+class Ids(list):
     """Document ids for lm-eval's `samples=`, which tests `i in samples` for every document:
     a set answers that in constant time on full-size tasks."""
 
@@ -263,9 +263,14 @@ def restrict(objs, samples: dict[str, list[int]] | None, shard: Shard):
         ids = samples.get(leaf.task_name) if samples else None
         ids = ids if ids is not None else list(range(len(leaf.eval_docs)))
         start, stop = pieces[leaf.task_name]
-        selected[leaf.task_name] = _Ids(ids[start:stop])
+        selected[leaf.task_name] = Ids(ids[start:stop])
         if start > 0:
             _replay_fewshot(leaf, ids[:start])
+    return keep_leaves(objs, keep), selected, info
+
+
+def keep_leaves(objs, keep: set[str]) -> list:
+    """The loaded objects with only the leaves named in `keep` (groups pruned, empty ones dropped)."""
     kept = []
     for obj in objs:
         if _is_group(obj):
@@ -274,4 +279,4 @@ def restrict(objs, samples: dict[str, list[int]] | None, shard: Shard):
                 kept.append(obj)
         elif obj.task_name in keep:
             kept.append(obj)
-    return kept, selected, info
+    return kept

@@ -23,7 +23,7 @@ import json
 
 from quantgate.errors import InputError
 from quantgate.lmeval.merge import RUN_RECORD, MergeError, ShardRun, merge
-from quantgate.lmeval.shard import _is_group, _leaves, _prune, group_recipes
+from quantgate.lmeval.shard import group_recipes, keep_leaves
 
 
 # ------------------------------------------------------------------ the runner's side
@@ -85,14 +85,7 @@ def restrict_to_delta(objs, samples: dict[str, list[int]], plan: list[dict]):
         raise InputError(f"--after {after!r}: stage {fraction!r} adds no documents to any task; "
                          "nothing to evaluate")
     recipes = group_recipes(objs)
-    kept = []
-    for obj in objs:
-        if _is_group(obj):
-            _prune(obj, keep)
-            if obj.get_all_tasks():
-                kept.append(obj)
-        elif obj.task_name in keep:
-            kept.append(obj)
+    kept = keep_leaves(objs, keep)
     selected = {leaf: ids for leaf, ids in samples.items() if leaf in keep}
     info = {"fraction": fraction, "after": after, "documents": documents,
             "pieces": {leaf: pieces[leaf] for leaf in sorted(keep)}, "groups": recipes,
@@ -104,10 +97,6 @@ def _plan_digest(plan: list[dict]) -> str:
     """Identifies what every stage of one run shares: tasks, shots, documents per leaf."""
     shared = [[t.get("name"), t.get("numFewshot"), t.get("limit"), t.get("documents")] for t in plan]
     return hashlib.sha256(json.dumps(shared, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-def leaves_of(objs) -> list:
-    return _leaves(objs)
 
 
 # ------------------------------------------------------------------ the merge
