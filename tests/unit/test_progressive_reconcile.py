@@ -373,9 +373,12 @@ def test_a_second_candidate_reuses_the_baselines_stages(world):
     rec.reconcile(NS, "b")
     s1 = names.job_name("b", 1, 1)
     assert _roles(cluster, s1) == ["candidate"]
+    a_entry = cluster.evals["a"]["status"]["progressive"]["baselineCache"][0]
     assert cluster.evals["b"]["status"]["resultsRef"] == {"baseline": f"{names.job_name('a', 1, 1)}-cache",
                                                           "candidate": names.results_name(s1, "candidate"),
-                                                          "baselineReused": True}
+                                                          "baselineReused": True,
+                                                          "baselineEntry": {k: a_entry[k] for k in
+                                                                            ("name", "uid", "sha256")}}
     cluster.finish_stage(s1, "edge")
     rec.reconcile(NS, "b")
     st = cluster.evals["b"]["status"]
@@ -391,7 +394,10 @@ def test_a_second_candidate_reuses_the_baselines_stages(world):
     rec.reconcile(NS, "b")
     st = cluster.evals["b"]["status"]
     assert st["progressive"]["stage"] == 3 and st["progressive"]["itemsEvaluated"] == stage_count(0.25, N)
-    assert "baselineCache" not in st["progressive"] or not st["progressive"]["baselineCache"]  # b wrote none
+    # b wrote no entry of its own; it lists a's two stage runs it merged, as vouched for when it verified them
+    assert [e["name"] for e in st["progressive"]["baselineCache"]] == [
+        f"{names.job_name('a', 1, k)}-cache" for k in (1, 2)]
+    assert not any(name.startswith("b-") and name.endswith("-cache") for name in cluster.cms)
 
 
 def test_stage_and_full_baselines_never_stand_in_for_each_other(world):

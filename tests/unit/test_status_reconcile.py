@@ -78,9 +78,9 @@ class FakeCluster:
         for name, cm in sorted(self.cms.items()):
             labels, ann = cm["metadata"]["labels"], cm["metadata"].get("annotations") or {}
             if labels.get(names.LABEL_BASELINE_KEY) == key and labels.get(trust.LABEL_CACHE) == "true":
-                vouched = trust.evidence_entries(self.evals.get(ann.get(trust.ANN_SOURCE)))
-                if any(e["name"] == name and e["uid"] == cm["metadata"]["uid"] for e in vouched):
-                    return name
+                entry = trust.vouched(self.evals.get(ann.get(trust.ANN_SOURCE)), name, cm["metadata"]["uid"])
+                if entry is not None:
+                    return entry
         return None
 
     def configmap(self, ns, name):
@@ -366,9 +366,13 @@ def test_results_from_reuses_a_finished_evaluations_baseline(world):
     rec.reconcile(NS, "a")
     rec.reconcile(NS, "b")
     st = cluster.evals["b"]["status"]
-    assert st["resultsRef"] == {"baseline": cluster.evals["a"]["status"]["resultsRef"]["baseline"],
+    a_baseline = cluster.evals["a"]["status"]["resultsRef"]["baseline"]
+    vouched = next(e for e in cluster.evals["a"]["status"]["evidence"]["results"] if e["role"] == "baseline")
+    assert st["resultsRef"] == {"baseline": a_baseline,
                                 "candidate": names.results_name(names.job_name("b", 1), "candidate"),
-                                "baselineReused": True}
+                                "baselineReused": True,  # and a's vouching, recorded when b chose it
+                                "baselineEntry": {k: vouched[k] for k in ("name", "uid", "sha256")}}
+    assert vouched["name"] == a_baseline
     containers = cluster.jobs[names.job_name("b", 1)]["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["candidate"]
 
@@ -457,6 +461,32 @@ def test_rerun_evaluates_again_without_the_baseline_cached_before(world):
     rec.reconcile(NS, "a")
     rec.reconcile(NS, "b")
     assert cluster.evals["b"]["status"]["resultsRef"]["baselineReused"] is True
+
+
+def test_a_reused_baseline_stays_verifiable_when_its_producer_moves_to_a_new_generation(world):
+    """b chose a's vouched cache entry; before b's Job finishes, a is edited (a new generation clears
+    a's evidence). b still reaches its verdict: its own status recorded the entry (name, UID,
+    SHA-256) as a's status vouched for it when b chose it (found by the chaos test: b failed `reused:`)."""
+    cluster, rec = world
+    evaluate_to_ship(cluster, rec, "a")
+    cluster.add_eval("b", {**SPEC, "candidate": {"inferenceServiceRef": {"name": "int8"}}})
+    rec.active.finished(NS, names.job_name("a", 1))
+    rec.reconcile(NS, "b")
+    ref = cluster.evals["b"]["status"]["resultsRef"]
+    entry = cluster.evals["a"]["status"]["evidence"]["baselineCache"]
+    assert ref["baselineReused"] is True and ref["baselineEntry"] == {k: entry[k] for k in ("name", "uid", "sha256")}
+    cluster.edit("a", {**SPEC, "rerun": "again"})
+    rec.reconcile(NS, "a")
+    assert "evidence" not in cluster.evals["a"]["status"]  # a no longer vouches for its old entry
+    cluster.finish_job(names.job_name("b", 1))
+    rec.reconcile(NS, "b")
+    st = cluster.evals["b"]["status"]
+    assert st["phase"] == "Succeeded", st.get("message")
+    # the record vouches only for those exact bytes: a changed entry still fails closed
+    cluster.add_eval("c", {**SPEC, "candidate": {"inferenceServiceRef": {"name": "int8"}}, "rerun": "c"})
+    cluster.evals["c"]["status"] = {"resultsRef": {"baselineEntry": {**entry, "sha256": "0" * 64}}}
+    with pytest.raises(trust.Untrusted, match="^checksum: "):
+        trust.reused_entry(cluster.cms[entry["name"]], [], None, None, trust.Limits(), own=cluster.evals["c"])
 
 
 def test_verdict_carries_its_evidence(world):

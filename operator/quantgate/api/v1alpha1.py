@@ -534,12 +534,25 @@ class Models(CamelModel):
     candidate: str | None = None
 
 
+class BaselineCacheEntry(CamelModel):
+    """A baseline cache entry the operator wrote from verified results; later evaluations reuse it
+    only when this status lists its name, UID and SHA-256."""
+
+    role: Literal["baseline"] = "baseline"
+    name: str
+    uid: str | None = None
+    sha256: str
+
+
 class ResultsRef(CamelModel):
     """ConfigMaps (this namespace) holding each role's compact lm-eval results."""
 
     baseline: str | None = None
     candidate: str | None = None
     baseline_reused: bool | None = Field(None, description="The baseline results came from an earlier run.")
+    baseline_entry: BaselineCacheEntry | None = Field(
+        None, description="The reused baseline (name, UID, SHA-256) as the status of the evaluation that made it "
+        "vouched for it when this evaluation chose it: it stays verifiable when that evaluation moves on.")
 
 
 class ResultsObject(CamelModel):
@@ -578,16 +591,6 @@ class ResultsEvidence(CamelModel):
     quantgate_version: str | None = None
 
 
-class BaselineCacheEntry(CamelModel):
-    """A baseline cache entry the operator wrote from verified results; later evaluations reuse it
-    only when this status lists its name, UID and SHA-256."""
-
-    role: Literal["baseline"] = "baseline"
-    name: str
-    uid: str | None = None
-    sha256: str
-
-
 class Evidence(CamelModel):
     """What the verdict was derived from: `quantgate verify NAMESPACE/NAME` re-derives it."""
 
@@ -623,8 +626,9 @@ class ProgressiveStatus(CamelModel):
     average_drop_interval: tuple[float, float] | None = Field(None, description="Its full-suite interval.")
     tasks: list[StageTask] | None = Field(None, description="Documents used per task at the last look.")
     baseline_cache: list[BaselineCacheEntry] | None = Field(
-        None, description="Baseline cache entries the operator wrote from this evaluation's verified stages; "
-        "another progressive evaluation of the same baseline reuses a stage's entry only when listed here.",
+        None, description="Baseline cache entries the operator wrote from this evaluation's verified stages "
+        "(another progressive evaluation of the same baseline reuses a stage's entry only when its producer "
+        "lists it here), and other evaluations' entries this one merged, as vouched for when it verified them.",
         max_length=10)
 
 

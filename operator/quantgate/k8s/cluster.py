@@ -259,11 +259,11 @@ class Cluster:
         return (cm.get("data") or {}).get(key)
 
     # ---- results ---------------------------------------------------------------------
-    def cached_baseline(self, namespace: str, key: str) -> str | None:
-        """Name of a baseline cache entry with this key that the operator itself wrote: one listed
-        (name and UID) in the status evidence of the evaluation it names as its source. Anything
-        else carrying the labels is ignored (quantgate.k8s.trust; the payload's SHA-256 is
-        checked again when the results are read)."""
+    def cached_baseline(self, namespace: str, key: str) -> dict | None:
+        """A baseline cache entry with this key that the operator itself wrote, as {name, uid,
+        sha256}: one listed (name and UID) in the status evidence of the evaluation it names as
+        its source. Anything else carrying the labels is ignored (quantgate.k8s.trust; the
+        payload's SHA-256 is checked again when the results are read)."""
         from quantgate.k8s import trust
 
         cms = _json(self.core.list_namespaced_config_map(
@@ -275,9 +275,10 @@ class Cluster:
         live = [c["metadata"] for c in cms if not c["metadata"].get("deletionTimestamp")]
         for meta in sorted(live, key=lambda m: (m["creationTimestamp"], m["name"])):
             source = (meta.get("annotations") or {}).get(trust.ANN_SOURCE)
-            vouched = trust.evidence_entries(self.get_evaluation(namespace, source) if source else None)
-            if any(e.get("name") == meta["name"] and e.get("uid") == meta["uid"] for e in vouched):
-                return meta["name"]
+            entry = trust.vouched(self.get_evaluation(namespace, source) if source else None, meta["name"],
+                                  meta["uid"])
+            if entry is not None:
+                return entry
             log.warning("%s/%s: ignoring baseline cache entry %s: not vouched for by an operator-written status",
                         namespace, source, meta["name"])
         return None

@@ -25,7 +25,8 @@ from pydantic import ValidationError
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
 from quantgate.errors import QuantgateError
-from quantgate.k8s import ca_bundles, code_job, egress_policy, endpoints, kueue, memory, names, scaleout, stages, verified
+from quantgate.k8s import (ca_bundles, code_job, egress_policy, endpoints, kueue, memory, names, scaleout, stages,
+                           trust, verified)
 from quantgate.k8s import status as st
 from quantgate.k8s.cache import baseline_key
 from quantgate.k8s.cluster import Cluster, Conflict
@@ -51,6 +52,7 @@ class Ready:
     key: str | None
     reused: str | None
     egress: egress_policy.Egress | None = None  # a code evaluation's: its Job's NetworkPolicy egress
+    reused_entry: dict | None = None  # {name, uid, sha256} of `reused` as its producer vouched for it
 
 
 @dataclass
@@ -308,11 +310,12 @@ class Reconciler:
         if isinstance(candidate, endpoints.NotReady):
             return Wait(waiting, candidate.reason, f"candidate: {candidate.message}")
         baseline: endpoints.Resolved | None = None
-        key = reused = None
+        key = reused = entry = None
         if spec.baseline.results_from:
             other = self.cluster.get_evaluation(ns, spec.baseline.results_from)
             ostatus = (other or {}).get("status") or {}
             reused = (ostatus.get("resultsRef") or {}).get("baseline")
+            entry = trust.vouched(other, reused) if reused else None
             if ostatus.get("phase") == Phase.FAILED.value:
                 return Wait(waiting, "BaselineResultsUnavailable",
                             f"baseline.resultsFrom {spec.baseline.results_from} failed")
@@ -330,7 +333,8 @@ class Reconciler:
                 stage = stages.current(spec, body.get("status"))
                 if stage is not None:  # a stage's baseline: its own key, never a full run's
                     key = stages.stage_key(key, spec.progressive.stages, stage)
-                reused = self.cluster.cached_baseline(ns, key)
+                entry = self.cluster.cached_baseline(ns, key)
+                reused = entry["name"] if entry else None
             baseline = None if reused else resolved
         for role, model in (("baseline", baseline), ("candidate", candidate)):
             if model is None:
@@ -361,7 +365,7 @@ class Reconciler:
             egress = self._egress(ns, urls)
             if isinstance(egress, Wait):
                 return egress
-        return Ready(baseline, candidate, key, reused, egress)
+        return Ready(baseline, candidate, key, reused, egress, entry)
 
     def _egress(self, ns: str, urls: list[str]) -> egress_policy.Egress | Wait:
         cidrs = self.settings.apiserver_cidrs
@@ -426,6 +430,8 @@ class Reconciler:
                 self._follow_job(body, spec, existing)
             return
         refs = results_refs(job_name, plan.reused)
+        if plan.reused_entry:  # our own record that it was vouched for: verifiable after its producer moves on
+            refs["baselineEntry"] = plan.reused_entry
         msg = f"runner Job {job_name} evaluating " + ("the candidate (baseline reused)" if plan.reused
                                                       else "baseline and candidate")
         progressive = None
@@ -520,7 +526,8 @@ class Reconciler:
                         comparison = compare(run.baseline, run.candidate, policy_of(spec))
                     else:
                         lk = stages.look(run, spec, policy_of(spec), stage, f"{ns}/{job_name}")
-                        cached = stages.cache_entries(body.get("status"), run.evidence.get("baselineCache"))
+                        cached = stages.cache_entries(body.get("status"), run.evidence.get("baselineCache"),
+                                                      *verified.reused_pieces(run.evidence))
                         if not lk.stop:
                             open_stage = (lk, cached)
                         else:

@@ -44,12 +44,15 @@ def stage_key(baseline_key: str, shares: Sequence[float], stage: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-def cache_entries(status: dict | None, new: dict | None) -> list[dict]:
-    """status.progressive.baselineCache with `new` (a stage's entry just written) added."""
+def cache_entries(status: dict | None, *new: dict | None) -> list[dict]:
+    """status.progressive.baselineCache with `new` added: a stage's entry just written, and the
+    entries of other evaluations a stage reused (recorded as vouched for when verified, so a
+    later stage can still merge them after their producer moved on to a new generation)."""
     old = ((status or {}).get("progressive") or {}).get("baselineCache") or []
     out = [e for e in old if isinstance(e, dict)]
-    if new and all(e.get("name") != new.get("name") for e in out):
-        out.append(new)
+    for entry in new:
+        if entry and all(e.get("name") != entry.get("name") for e in out):
+            out.append(entry)
     return out
 
 

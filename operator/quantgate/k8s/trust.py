@@ -238,15 +238,31 @@ def evidence_entries(source: dict | None) -> list[dict]:
     # a progressive evaluation's stage cache entries, listed as each stage was verified
     staged = (status.get("progressive") or {}).get("baselineCache")
     out += [e for e in staged if isinstance(e, dict)] if isinstance(staged, list) else []
+    # the baseline it reuses, as vouched for when it chose it (cluster.cached_baseline, reconcile._plan)
+    chosen = (status.get("resultsRef") or {}).get("baselineEntry")
+    if isinstance(chosen, dict):
+        out.append(chosen)
     return out
 
 
+def vouched(source: dict | None, name: str, uid: str | None = None) -> dict | None:
+    """{name, uid, sha256} of results object `name` (with `uid`, when given) as an operator-written
+    status lists it; None when it does not."""
+    for e in evidence_entries(source):
+        if e.get("name") == name and (uid is None or e.get("uid") == uid) and e.get("sha256"):
+            return {"name": name, "uid": e.get("uid"), "sha256": e["sha256"]}
+    return None
+
+
 def reused_entry(head: dict, parts: list[dict], source: dict | None, want: Expected | None, limits: Limits, *,
-                 shape: str = "tasks") -> Verified:
-    """A reused baseline: listed (name, UID, SHA-256) in the producing evaluation's status evidence.
-    shape "results": a progressive stage's run (checked by the caller, quantgate.k8s.verified)."""
+                 shape: str = "tasks", own: dict | None = None) -> Verified:
+    """A reused baseline: listed (name, UID, SHA-256) in the producing evaluation's status evidence,
+    or in the reusing evaluation's own (`own`), which recorded the entry as vouched for when it chose
+    it — so the producer moving on to a new generation does not orphan it. shape "results": a
+    progressive stage's run (checked by the caller, quantgate.k8s.verified)."""
     meta = _meta(head)
-    vouched = [e for e in evidence_entries(source) if e.get("name") == meta.get("name") and e.get("uid") == meta.get("uid")]
+    vouched = [e for e in evidence_entries(source) + evidence_entries(own)
+               if e.get("name") == meta.get("name") and e.get("uid") == meta.get("uid")]
     if not vouched:
         raise Untrusted("reused", f"baseline results {meta.get('name')} are not vouched for by an operator-written "
                         "status (not a verified cache entry)")

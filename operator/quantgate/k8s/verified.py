@@ -215,7 +215,7 @@ def _stage_role(cluster, body: dict, spec, job: dict, role: str, want: trust.Exp
         if reused:
             head, parts = _read_all(cluster, ns, reused, limits)
             source = cluster.get_evaluation(ns, (head["metadata"].get("annotations") or {}).get(trust.ANN_SOURCE, ""))
-            v, name = trust.reused_entry(head, parts, source, None, limits, shape="results"), reused
+            v, name = trust.reused_entry(head, parts, source, None, limits, shape="results", own=body), reused
         else:
             name = names.results_name(job_j["metadata"]["name"], role)
             v, pod = _job_role_raw(cluster, ns, name, role, job_j, limits, "results")
@@ -231,11 +231,22 @@ def _stage_role(cluster, body: dict, spec, job: dict, role: str, want: trust.Exp
     return trust.Verified(doc, digest, objects), pieces, creator, own
 
 
-def _reused(cluster, ns: str, name: str, spec, want: trust.Expected, limits: trust.Limits) -> trust.Verified:
+def _reused(cluster, ns: str, name: str, spec, want: trust.Expected, limits: trust.Limits,
+            own: dict) -> trust.Verified:
     head, parts = _read_all(cluster, ns, name, limits)
     source_name = spec.baseline.results_from or (head["metadata"].get("annotations") or {}).get(trust.ANN_SOURCE)
     source = cluster.get_evaluation(ns, source_name) if source_name else None
-    return trust.reused_entry(head, parts, source, want, limits)
+    return trust.reused_entry(head, parts, source, want, limits, own=own)
+
+
+def reused_pieces(evidence: dict) -> list[dict]:
+    """{name, uid, sha256} of the baseline stage runs other evaluations made that a stage merged."""
+    out = []
+    for entry in evidence.get("results") or []:
+        for piece in entry.get("pieces") or [] if entry.get("role") == "baseline" else []:
+            if piece.get("reused"):
+                out.append({"name": piece["name"], "uid": piece.get("uid"), "sha256": piece["sha256"]})
+    return out
 
 
 def _write_cache(cluster, body: dict, job: dict, verified: trust.Verified, limits: trust.Limits) -> dict | None:
@@ -293,7 +304,7 @@ def gather(cluster, body: dict, spec, job: dict, settings, reused: str | None, s
             del v
             continue
         if role == "baseline" and reused:
-            v = _reused(cluster, ns, reused, spec, want, limits)
+            v = _reused(cluster, ns, reused, spec, want, limits, body)
             entries.append(_entry(role, reused, v, reused=True))
         else:
             name = names.results_name(job_name, role)
