@@ -245,16 +245,6 @@ def run(args) -> int:
     return 0
 
 
-def _piece(run_dir) -> str | None:
-    """"shard" or "stage" when the run is one piece of a larger run (merged by the operator)."""
-    import json
-    from pathlib import Path
-
-    manifest = Path(run_dir) / "manifest.json"
-    data = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    return next((k for k in ("shard", "stage") if data.get(k)), None)
-
-
 def publish(run_dir, target: tuple[str, str], role: str) -> None:
     """Store a complete run directory in the results ConfigMap(s) NAMESPACE/NAME (PublishFailed on error)."""
     try:
@@ -262,15 +252,13 @@ def publish(run_dir, target: tuple[str, str], role: str) -> None:
     except ImportError as exc:
         raise PublishFailed(f"cannot publish results: {exc}") from None
     try:
-        piece = _piece(run_dir)
-        if piece == "shard":  # one index of a sharded Job: its share, merged by the operator
-            from quantgate.k8s.shard_channel import publish_shard
+        from quantgate.lmeval.merge import piece_kind
 
-            target = (target[0], publish_shard(run_dir, target[0], target[1], role))
-        elif piece == "stage":  # a progressive stage's added documents, merged with the earlier stages'
-            from quantgate.k8s.shard_channel import publish_stage
+        piece = piece_kind(run_dir)
+        if piece:  # a shard's share or a progressive stage's added documents, merged by the operator
+            from quantgate.k8s.shard_channel import publish_piece
 
-            publish_stage(run_dir, target[0], target[1], role)
+            target = (target[0], publish_piece(run_dir, target[0], target[1], role, piece))
         else:
             publish_run(run_dir, target[0], target[1], role)
     except QuantgateError:

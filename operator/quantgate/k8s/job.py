@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quantgate.api.v1alpha1 import ModelEvaluationSpec
-from quantgate.k8s import ca_bundles, datasets_volume, names
+from quantgate.k8s import ca_bundles, datasets_volume, names, stages
 from quantgate.k8s.endpoints import Resolved
 from quantgate.k8s.scaleout import scale_out
 from quantgate.k8s.settings import Settings
@@ -45,14 +45,14 @@ class Evaluation:
         """The share of every task's documents this Job evaluates (progressive stages only)."""
         if self.stage is None or self.spec.progressive is None:
             return None
-        return self.spec.progressive.stages[self.stage - 1]
+        return stages.bounds(self.spec.progressive.stages, self.stage)[1]
 
     @property
     def after(self) -> float | None:
         """The share the earlier stages evaluated: this stage's Job adds the documents after it."""
         if self.stage is None or self.spec.progressive is None:
             return None
-        return self.spec.progressive.stages[self.stage - 2] if self.stage > 1 else 0.0
+        return stages.bounds(self.spec.progressive.stages, self.stage)[0]
 
 
 def run_args(ev: Evaluation, role: str, model: Resolved, results: str, settings: Settings | None = None) -> list[str]:

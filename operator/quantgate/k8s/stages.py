@@ -34,13 +34,19 @@ def current(spec: ModelEvaluationSpec, status: dict | None) -> int | None:
     return 1
 
 
+def bounds(shares: Sequence[float], stage: int) -> tuple[float, float]:
+    """(after, fraction) of stage `stage` (1-based): its Job adds the documents of share `fraction`
+    after those of the previous stage's share (0 for the first)."""
+    return (float(shares[stage - 2]) if stage > 1 else 0.0), float(shares[stage - 1])
+
+
 def stage_key(baseline_key: str, shares: Sequence[float], stage: int) -> str:
     """The baseline cache key of one stage's run: the baseline's key (quantgate.k8s.cache: identity,
     model, task plan, lm-eval version) and the documents the stage adds — those of share
     shares[stage-1] after shares[stage-2] (0 for the first). The runner's seed is fixed, so equal
     keys mean the same documents. 40 hex chars (fits a label value); never a full run's key."""
-    after = shares[stage - 2] if stage > 1 else 0.0
-    text = f"{baseline_key}|progressive-stage-run|{float(after)!r}|{float(shares[stage - 1])!r}"
+    after, fraction = bounds(shares, stage)
+    text = f"{baseline_key}|progressive-stage-run|{after!r}|{fraction!r}"
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantgate.k8s import names, trust
+from quantgate.k8s import names, stages, trust
 from quantgate.k8s.results_channel import ANN_SHA256, PART_BYTES, ResultsError, build_configmaps, encode, part_name
 
 
@@ -205,11 +205,10 @@ def _stage_role(cluster, body: dict, spec, job: dict, role: str, want: trust.Exp
     cache entry that Job reused), merged into the results of stage `stage` and checked against the
     spec. Returns (merged, evidence pieces, this stage's creator pod, this stage's own run)."""
     ns = body["metadata"]["namespace"]
-    shares = spec.progressive.stages
     runs, pieces, objects, creator, own = [], [], [], None, None
     for j in range(1, stage + 1):
         job_j = _stage_job(cluster, body, job, j)
-        after, fraction = (shares[j - 2] if j > 1 else 0.0), shares[j - 1]
+        after, fraction = stages.bounds(spec.progressive.stages, j)
         reused = (job_j["metadata"].get("annotations") or {}).get(names.ANN_BASELINE_RESULTS) \
             if role == "baseline" else None
         if reused:
@@ -241,12 +240,9 @@ def _reused(cluster, ns: str, name: str, spec, want: trust.Expected, limits: tru
 
 def reused_pieces(evidence: dict) -> list[dict]:
     """{name, uid, sha256} of the baseline stage runs other evaluations made that a stage merged."""
-    out = []
-    for entry in evidence.get("results") or []:
-        for piece in entry.get("pieces") or [] if entry.get("role") == "baseline" else []:
-            if piece.get("reused"):
-                out.append({"name": piece["name"], "uid": piece.get("uid"), "sha256": piece["sha256"]})
-    return out
+    return [{"name": p["name"], "uid": p.get("uid"), "sha256": p["sha256"]}
+            for entry in evidence.get("results") or [] if entry.get("role") == "baseline"
+            for p in entry.get("pieces") or [] if p.get("reused")]
 
 
 def _write_cache(cluster, body: dict, job: dict, verified: trust.Verified, limits: trust.Limits) -> dict | None:

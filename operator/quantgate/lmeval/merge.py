@@ -387,13 +387,15 @@ def merge(shards: list[ShardRun]) -> tuple[dict, dict[str, list[dict]], dict[str
     return merged, records, lines
 
 
-def _piece_entry(path: Path) -> str | None:
-    """"stage" when `path` holds a progressive stage run, else None (a shard, or not a piece)."""
-    manifest = path / MANIFEST
+def piece_kind(path: Path) -> str | None:
+    """"shard" or "stage" when the run directory `path` holds one piece of a larger run (a shard,
+    or a progressive stage run), else None (a whole run, or no readable manifest)."""
     try:
-        return "stage" if isinstance(json.loads(manifest.read_text()).get("stage"), dict) else None
-    except (OSError, ValueError, AttributeError):
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
         return None
+    return next((k for k in ("shard", "stage") if isinstance(manifest, dict) and isinstance(manifest.get(k), dict)),
+                None)
 
 
 def merge_dirs(dirs: list[Path], output: Path, force: bool = False) -> Path:
@@ -403,7 +405,7 @@ def merge_dirs(dirs: list[Path], output: Path, force: bool = False) -> Path:
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
         raise InputError(f"output directory {output} already exists; remove it or pass --force")
-    if dirs and _piece_entry(Path(dirs[0])) == "stage":  # progressive stage runs (quantgate.lmeval.stage_delta)
+    if dirs and piece_kind(Path(dirs[0])) == "stage":  # progressive stage runs (quantgate.lmeval.stage_delta)
         from quantgate.lmeval.stage_delta import merge_stage_runs
 
         shards = sorted((read_shard_dir(Path(d), entry="stage") for d in dirs),

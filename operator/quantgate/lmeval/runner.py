@@ -269,10 +269,9 @@ def _load_tasks(task_manager, specs: list[TaskSpec], global_limit: int | None, f
     With `fraction` (a progressive stage: that share of the suite's documents, split equally
     between the tasks by `task_fractions`) every leaf evaluates the first ceil(share * N) of its
     documents in a seeded order, and the plan records each leaf's N; every selected document draws
-    the few-shot examples the run of all documents draws (stage_delta.full_run_fewshot). With
+    the few-shot examples the run of all documents draws (shard.full_run_fewshot). With
     `after` too, only positions [c(after), c(fraction)) of that order, recorded as `pieces`."""
-    from quantgate.lmeval.shard import Ids
-    from quantgate.lmeval.stage_delta import full_run_fewshot
+    from quantgate.lmeval.shard import Ids, full_run_fewshot
     from quantgate.decision.progressive import document_order, stage_count, task_fractions
 
     loaded_objs, samples, plan, leaves = [], {}, [], {}

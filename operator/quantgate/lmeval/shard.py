@@ -16,7 +16,8 @@ drops the leaves of other shards (also out of groups), selects the shard's docum
 index (lm-eval's `samples=`), and makes each cut task draw the same few-shot examples
 for its documents as the unsharded run does (lm-eval draws them from one random
 generator per task, document after document, so the shard replays the draws of the
-documents before its range). The manifest's `shard` entry records what the merge needs.
+documents before its range: `full_run_fewshot`, which progressive stages use too). The
+manifest's `shard` entry records what the merge needs.
 """
 
 from __future__ import annotations
@@ -192,23 +193,51 @@ def group_recipes(objs) -> dict[str, dict]:
     return recipes
 
 
-def _replay_fewshot(task, before: list[int]) -> None:
-    """Make `task` draw, for its first selected document, the few-shot examples the unsharded
-    run draws for it: replay the draws of the documents `before` it first."""
+def full_run_fewshot(task, ids: list[int]) -> None:
+    """Make `task`, run on the document ids `ids` (lm-eval's `samples=`), draw for each of them the
+    few-shot examples the run of every document draws: before building a selected document's
+    prompt, build (and discard) the prompts of the documents left out since the previous one.
+    A shard's range replays the documents before it; a progressive stage's selection, its gaps.
+    Calling it again on the same task narrows the selection (a shard of a stage's documents)."""
+    task._quantgate_fewshot_ids = sorted(ids)
+    if getattr(task, "_quantgate_fewshot_replay", False):
+        return
+    task._quantgate_fewshot_replay = True
     original = task.build_all_requests
 
     def build_all_requests(**kwargs):
+        ids = task._quantgate_fewshot_ids
         shots = 0 if task.config.num_fewshot is None else task.config.num_fewshot
-        if shots > 0:
-            chat = kwargs.get("chat_template")
-            docs = task.eval_docs
-            for i in before:
-                doc = docs[i]
-                task.fewshot_context(doc, num_fewshot=shots, system_instruction=kwargs.get("system_instruction"),
-                                     apply_chat_template=bool(kwargs.get("apply_chat_template")),
-                                     fewshot_as_multiturn=bool(kwargs.get("fewshot_as_multiturn")),
-                                     chat_template=chat, gen_prefix=task.doc_to_prefix(doc))
-        return original(**kwargs)
+        if shots <= 0 or ids == list(range(len(ids))):  # nothing to replay: a prefix draws like the full run
+            return original(**kwargs)
+        docs = task.eval_docs
+        own = task.__dict__.get("fewshot_context")
+        context = task.fewshot_context
+        state = {"calls": 0, "next": 0}
+
+        def fewshot_context(doc, **kw):
+            if state["calls"] >= len(ids):
+                raise InputError(f"task {task.task_name}: lm-eval built more prompts than the run selects; "
+                                 "its few-shot examples cannot be replayed")
+            target = ids[state["calls"]]
+            for i in range(state["next"], target):
+                skipped = docs[i]
+                context(skipped, **{**kw, "gen_prefix": task.doc_to_prefix(skipped)})
+            state["calls"], state["next"] = state["calls"] + 1, target + 1
+            return context(doc, **kw)
+
+        task.fewshot_context = fewshot_context
+        try:
+            out = original(**kwargs)
+        finally:
+            if own is None:
+                del task.fewshot_context
+            else:
+                task.fewshot_context = own
+        if state["calls"] != len(ids):
+            raise InputError(f"task {task.task_name}: lm-eval built {state['calls']} prompts for the run's "
+                             f"{len(ids)} documents; its few-shot examples cannot be replayed")
+        return out
 
     task.build_all_requests = build_all_requests
 
@@ -264,8 +293,7 @@ def restrict(objs, samples: dict[str, list[int]] | None, shard: Shard):
         ids = ids if ids is not None else list(range(len(leaf.eval_docs)))
         start, stop = pieces[leaf.task_name]
         selected[leaf.task_name] = Ids(ids[start:stop])
-        if start > 0:
-            _replay_fewshot(leaf, ids[:start])
+        full_run_fewshot(leaf, ids[start:stop])
     return keep_leaves(objs, keep), selected, info
 
 

@@ -10,7 +10,7 @@ code, quantgate.lmeval.merge, with the stages as pieces).
 Few-shot prompts: lm-eval draws a document's examples from one random generator per task
 that advances with every document it builds, in document order. A run of a subset would
 draw differently from the run of every document, and from the run of another subset, so
-`full_run_fewshot` makes every selected document draw exactly the examples it draws in
+`shard.full_run_fewshot` makes every selected document draw exactly the examples it draws in
 the run of all of them (it replays the draws of the documents left out before it). Every
 stage, appended or not, therefore asks each document the same prompt: stage k's documents
 are asked what the ordinary run asks, and a stage's answers stay valid in every later one.
@@ -27,49 +27,6 @@ from quantgate.lmeval.shard import group_recipes, keep_leaves
 
 
 # ------------------------------------------------------------------ the runner's side
-def full_run_fewshot(task, ids: list[int]) -> None:
-    """Make `task`, run on the sorted document ids `ids`, draw for each of them the few-shot
-    examples the run of every document draws: before building a selected document's prompt,
-    build (and discard) the prompts of the documents left out since the previous one."""
-    ids = sorted(ids)
-    original = task.build_all_requests
-
-    def build_all_requests(**kwargs):
-        shots = 0 if task.config.num_fewshot is None else task.config.num_fewshot
-        if shots <= 0 or ids == list(range(len(ids))):  # nothing to replay: a prefix draws like the full run
-            return original(**kwargs)
-        docs = task.eval_docs
-        own = task.__dict__.get("fewshot_context")
-        context = task.fewshot_context
-        state = {"calls": 0, "next": 0}
-
-        def fewshot_context(doc, **kw):
-            if state["calls"] >= len(ids):
-                raise InputError(f"task {task.task_name}: lm-eval built more prompts than the stage selects; "
-                                 "its few-shot examples cannot be replayed")
-            target = ids[state["calls"]]
-            for i in range(state["next"], target):
-                skipped = docs[i]
-                context(skipped, **{**kw, "gen_prefix": task.doc_to_prefix(skipped)})
-            state["calls"], state["next"] = state["calls"] + 1, target + 1
-            return context(doc, **kw)
-
-        task.fewshot_context = fewshot_context
-        try:
-            out = original(**kwargs)
-        finally:
-            if own is None:
-                del task.fewshot_context
-            else:
-                task.fewshot_context = own
-        if state["calls"] != len(ids):
-            raise InputError(f"task {task.task_name}: lm-eval built {state['calls']} prompts for the stage's "
-                             f"{len(ids)} documents; its few-shot examples cannot be replayed")
-        return out
-
-    task.build_all_requests = build_all_requests
-
-
 def restrict_to_delta(objs, samples: dict[str, list[int]], plan: list[dict]):
     """Drop the leaves a stage adds no documents to (and groups left empty); return (objs,
     samples, the manifest's `stage` entry: what merge_stages needs)."""
