@@ -217,8 +217,9 @@ def test_resync_relists_and_enqueues_unsettled_evaluations_and_drops_vanished_on
 
     class Cluster:
         @staticmethod
-        def list_evaluations(namespaces):
-            return [unsettled, settled]
+        def evaluation_pages(namespaces):
+            yield [unsettled]
+            yield [settled]
 
     rec.cluster = Cluster()
 

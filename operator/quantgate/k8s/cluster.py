@@ -54,22 +54,22 @@ class Cluster:
                 return None
             raise
 
-    def list_evaluations(self, namespaces: list[str] | None = None) -> list[dict]:
-        """Every evaluation in these namespaces (all: empty), paginated (the periodic resync)."""
-        items: list[dict] = []
+    def evaluation_pages(self, namespaces: list[str] | None = None, limit: int = 100):
+        """Every evaluation in these namespaces (all: empty), one page of at most `limit` at a
+        time (the periodic resync: with 1,000 evaluations holding verdicts, a single list would
+        hold every full body at once)."""
         for ns in namespaces or [None]:
             token = None
             while True:
-                kwargs = {"limit": 500, **({"_continue": token} if token else {})}
+                kwargs = {"limit": limit, **({"_continue": token} if token else {})}
                 if ns is None:
                     page = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
                 else:
                     page = self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, **kwargs)
-                items += page.get("items") or []
+                yield page.get("items") or []
                 token = (page.get("metadata") or {}).get("continue")
                 if not token:
                     break
-        return items
 
     def patch_status(self, body: dict, status_patch: dict) -> dict:
         """Merge-patch status, guarded by the resourceVersion we read (Conflict if it moved)."""

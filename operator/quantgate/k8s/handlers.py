@@ -378,31 +378,43 @@ def _run(namespace: str, name: str, body: dict | None, job: dict | None) -> floa
 
 
 # ---- resync ---------------------------------------------------------------------------
+def _scan_evaluations() -> tuple[int, set[tuple[str, str]], dict[tuple[str, str], dict]]:
+    """Page through every evaluation (a worker thread): how many, their keys, and the bodies of
+    the unsettled ones (a settled body is dropped with its page, so the resync never holds
+    every full body at once)."""
+    count, seen, unsettled = 0, set(), {}
+    for page in _reconciler().cluster.evaluation_pages(_settings().namespaces):
+        for body in page:
+            meta = body["metadata"]
+            key = (meta["namespace"], meta["name"])
+            count += 1
+            seen.add(key)
+            if _unsettled(body):
+                unsettled[key] = body
+    return count, seen, unsettled
+
+
 async def _resync(period: float) -> None:
-    """Every `period` seconds: list every evaluation (all watched namespaces) and enqueue the
-    unsettled ones with their listed body; drop cached bodies of evaluations that are gone."""
+    """Every `period` seconds: list every evaluation (all watched namespaces, page by page) and
+    enqueue the unsettled ones with their listed body; drop cached bodies of evaluations that
+    are gone."""
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(period)
         try:
-            items = await loop.run_in_executor(_state.get("executor"), _reconciler().cluster.list_evaluations,
-                                               _settings().namespaces)
+            count, seen, unsettled = await loop.run_in_executor(_state.get("executor"), _scan_evaluations)
         except Exception as exc:  # the next period tries again
             from quantgate.k8s.workqueue import describe
 
             log.warning("resync failed, next in %.0fs: %s", period, describe(exc))
             continue
-        seen = set()
-        for body in items:
-            meta = body["metadata"]
-            key = (meta["namespace"], meta["name"])
-            seen.add(key)
-            if _unsettled(body):
-                current = _bodies.get(key)
-                if current is None or current["metadata"].get("resourceVersion") != meta.get("resourceVersion"):
-                    _bodies[key] = body
-                    _track(key, _dependencies(key[0], body.get("spec") or {}))
-                work_queue().add(key)
+        for key, body in unsettled.items():
+            current = _bodies.get(key)
+            if current is None or current["metadata"].get("resourceVersion") != body["metadata"].get("resourceVersion"):
+                _bodies[key] = body
+                _track(key, _dependencies(key[0], body.get("spec") or {}))
+            work_queue().add(key)
+        del unsettled
         for key in [k for k in _bodies if k not in seen]:
             observe_evaluation("DELETED", key[0], key[1], None)
         try:
@@ -417,7 +429,7 @@ async def _resync(period: float) -> None:
             if not matrix_settled(body):
                 work_queue().add(matrix_key(body["metadata"]["namespace"], body["metadata"]["name"]))
         _state["last_resync"] = time.monotonic()
-        log.info("resync: %d evaluations, %d unsettled; %d matrices", len(items), len(_bodies), len(matrices))
+        log.info("resync: %d evaluations, %d unsettled; %d matrices", count, len(_bodies), len(matrices))
 
 
 async def _tick() -> None:
