@@ -40,6 +40,7 @@ def gate(cluster):
 
 def succeeded(verdict: str, average: float, reasons: list[str], generation: int, previous: dict) -> dict:
     """The verdict patch, shaped as quantgate.k8s.status.succeeded() writes it."""
+    conditions = st.parse(previous).conditions
     promotable = verdict in ("Ship", "Monitor")
     patch = {k: None for k in st.VERDICT_KEYS}
     summary = f"{verdict}: average drop {average:.2f}%"
@@ -47,9 +48,9 @@ def succeeded(verdict: str, average: float, reasons: list[str], generation: int,
         "phase": "Succeeded", "verdict": verdict, "averageDrop": average, "reasons": reasons, "decisive": True,
         "promotable": promotable, "observedGeneration": generation, "reason": verdict, "message": summary,
         "conditions": [
-            st.condition("Evaluated", "True", "ResultsCompared", "compared", generation, previous.get("conditions"), st.now()),
+            st.condition("Evaluated", "True", "ResultsCompared", "compared", generation, conditions, st.now()),
             st.condition("Promotable", "True" if promotable else "False", verdict, summary, generation,
-                         previous.get("conditions"), st.now()),
+                         conditions, st.now()),
         ]})
     return patch
 
@@ -114,7 +115,7 @@ def test_promotion_gate_on_a_live_object(gate, namespace):
     code, text = ci_gate(2)
     assert code == 2 and "no verdict for generation 2" in text
 
-    patch_status(st.failed("JobFailed", "runner Job failed: endpoint returned 503", 2, live()["status"]))
+    patch_status(st.failed("JobFailed", "runner Job failed: endpoint returned 503", 2, st.parse(live()["status"])))
     assert health() == {"status": "Degraded",
                         "message": "Evaluation failed: runner Job failed: endpoint returned 503"}
     assert not promotable_within(1)

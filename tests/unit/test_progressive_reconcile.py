@@ -297,11 +297,18 @@ def test_stage_results_of_another_share_are_rejected():
 
 
 def test_current_stage_comes_from_status_and_starts_at_one():
+    from quantgate.k8s import status as st
+
     spec = ModelEvaluationSpec.model_validate(SPEC)
+
+    def at(stage: int):
+        return st.parse({"progressive": {"stage": stage, "stages": [0.1, 0.25, 0.5, 1.0]}})
+
     assert stages.current(spec, None) == 1
-    assert stages.current(spec, {"progressive": {"stage": 3}}) == 3
-    assert stages.current(spec, {"progressive": {"stage": 9}}) == 1  # not a stage of this spec
-    assert stages.current(spec.model_copy(update={"progressive": None}), {"progressive": {"stage": 2}}) is None
+    assert stages.current(spec, st.parse({})) == 1
+    assert stages.current(spec, at(3)) == 3
+    assert stages.current(spec, at(9)) == 1  # not a stage of this spec
+    assert stages.current(spec.model_copy(update={"progressive": None}), at(2)) is None
 
 
 def test_status_fields_of_a_look_are_finite_json():

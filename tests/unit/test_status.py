@@ -30,7 +30,7 @@ def test_succeeded_carries_the_compare_fields_and_conditions():
 
 def test_new_generation_clears_the_old_verdict():
     old = st.succeeded(_comparison(Verdict.SHIP), 1, None, {}, at="2026-01-01T00:00:00Z")
-    patch = st.start_generation(2, {"baseline": "a", "candidate": "b"}, old, at="2026-01-02T00:00:00Z")
+    patch = st.start_generation(2, {"baseline": "a", "candidate": "b"}, st.parse(old), at="2026-01-02T00:00:00Z")
     for key in st.VERDICT_KEYS:
         assert key in patch and patch[key] is None
     assert patch["phase"] == "Pending" and patch["observedGeneration"] == 2 and patch["promotable"] is False
@@ -50,14 +50,20 @@ def test_failed_never_has_a_verdict():
 
 def test_transition_time_kept_while_status_unchanged():
     first = st.progress(Phase.PENDING, "Queued", "m", 1, None, at="t1")
-    second = st.progress(Phase.WAITING_FOR_ENDPOINTS, "X", "m", 1, first, at="t2")
+    second = st.progress(Phase.WAITING_FOR_ENDPOINTS, "X", "m", 1, st.parse(first), at="t2")
     assert all(c["lastTransitionTime"] == "t1" for c in second["conditions"])
 
 
 def test_settled_and_job_outcome():
-    assert st.is_settled({"observedGeneration": 2, "phase": "Succeeded"}, 2)
-    assert not st.is_settled({"observedGeneration": 1, "phase": "Succeeded"}, 2)
-    assert not st.is_settled({"observedGeneration": 2, "phase": "Running"}, 2)
+    assert st.is_settled(st.parse({"observedGeneration": 2, "phase": "Succeeded"}), 2)
+    assert not st.is_settled(st.parse({"observedGeneration": 1, "phase": "Succeeded"}), 2)
+    assert not st.is_settled(st.parse({"observedGeneration": 2, "phase": "Running"}), 2)
+    assert not st.is_settled(None, 2)
+    # the kopf boundary routes on the wire form: phase and observedGeneration, parsed
+    assert st.settled_on_the_wire({"observedGeneration": 2, "phase": "Failed", "jobName": "j"}, 2)
+    assert not st.settled_on_the_wire({"observedGeneration": 2, "phase": "Running"}, 2)
+    assert not st.settled_on_the_wire(None, 2)
+    assert not st.settled_on_the_wire({"observedGeneration": 2, "phase": "Done"}, 2)  # not a phase: reconciled
     job = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
                                       "message": "Job was active longer than specified deadline"}]}}
     assert st.job_outcome(job) == ("Failed", "Job was active longer than specified deadline")

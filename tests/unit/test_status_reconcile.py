@@ -594,3 +594,58 @@ def test_a_status_its_own_api_type_refuses_fails_closed_instead_of_retrying_fore
     status = cluster.evals["a"]["status"]
     assert (status["phase"], status["reason"]) == ("Failed", "OperatorError") and status.get("verdict") is None
     assert "ModelEvaluationStatus evidence.results.0.surprise" in status["message"]
+
+
+def test_a_status_that_does_not_validate_fails_closed_once_and_starts_nothing(world):
+    """Someone with status RBAC wrote junk: the reconciler parses the status once, before anything
+    reads it, and fails the evaluation (InvalidStatus) naming the field; the field is removed, no
+    Job is created from it, and the failed status validates and settles (no write loop)."""
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    rec.reconcile(NS, "a")
+    jobs = list(cluster.created_jobs)
+    cluster.evals["a"]["status"]["jobName"] = 5  # not a string
+    cluster.evals["a"]["metadata"]["resourceVersion"] = str(next(cluster.rv))
+    assert rec.reconcile(NS, "a") is None
+    status = cluster.evals["a"]["status"]
+    assert (status["phase"], status["reason"], status["promotable"]) == ("Failed", "InvalidStatus", False)
+    assert status["message"].startswith("status.jobName: ") and "\n" not in status["message"]
+    assert "jobName" not in status and status.get("verdict") is None
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Evaluated": "False", "Promotable": "False"}
+    assert cluster.created_jobs == jobs and cluster.events[-1] == ("a", "Warning", "Failed")
+    patches = cluster.patches
+    assert rec.reconcile(NS, "a") is None and cluster.patches == patches  # settled: no more writes
+
+
+def test_a_verdict_in_a_status_that_does_not_validate_is_not_kept(world):
+    cluster, rec = world
+    evaluate_to_ship(cluster, rec, "a")
+    status = cluster.evals["a"]["status"]
+    status["conditions"].append({"type": "Shipped", "status": "True", "reason": "Trust me"})
+    rec.reconcile(NS, "a")
+    status = cluster.evals["a"]["status"]
+    assert (status["phase"], status["reason"], status["promotable"]) == ("Failed", "InvalidStatus", False)
+    assert status["message"].startswith("status.conditions.2.type: ")
+    assert not any(k in status for k in ("verdict", "averageDrop", "tasks", "evidence", "reasons"))
+    assert all(c["type"] != "Shipped" for c in status["conditions"])
+
+
+def test_a_status_already_failed_as_invalid_is_not_written_again(world):
+    """Junk a merge patch cannot remove (here: the fake's status is left as written) is failed once."""
+    cluster, rec = world
+    cluster.add_eval("a", SPEC)
+    cluster.evals["a"]["status"] = {"phase": "Failed", "reason": "InvalidStatus", "observedGeneration": 1,
+                                    "surprise": True}
+    assert rec.reconcile(NS, "a") is None
+    assert cluster.patches == 0 and cluster.created_jobs == [] and cluster.events == []
+
+
+def test_a_results_from_source_whose_status_does_not_validate_is_not_reused(world):
+    cluster, rec = world
+    evaluate_to_ship(cluster, rec, "a")
+    cluster.evals["a"]["status"]["averageDrop"] = "small"
+    cluster.add_eval("b", {**SPEC, "baseline": {"resultsFrom": "a"}})
+    rec.reconcile(NS, "b")
+    status = cluster.evals["b"]["status"]
+    assert (status["phase"], status["reason"]) == ("WaitingForEndpoints", "BaselineResultsUnavailable")
+    assert "status does not validate" in status["message"] and cluster.created_jobs == [names.job_name("a", 1)]

@@ -63,7 +63,7 @@ def problems(cluster, body: dict, limits) -> list[str]:
     """Why the status does not follow from its evidence (empty: it does)."""
     from pydantic import ValidationError
 
-    from quantgate.api.v1alpha1 import ModelEvaluationSpec
+    from quantgate.api.v1alpha1 import ModelEvaluationSpec, ModelEvaluationStatus
     from quantgate.decision import compare
     from quantgate.errors import QuantgateError
     from types import SimpleNamespace
@@ -89,7 +89,11 @@ def problems(cluster, body: dict, limits) -> list[str]:
         spec = ModelEvaluationSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         raise InputError(f"{where}: spec is invalid: {exc.errors()[0].get('msg')}") from None
-    stage = stages.current(spec, status)
+    try:
+        typed = ModelEvaluationStatus.model_validate(status)
+    except ValidationError as exc:
+        raise InputError(f"{where}: status is invalid: {exc.errors()[0].get('msg')}") from None
+    stage = stages.current(spec, typed)
     fraction = spec.progressive.stages[stage - 1] if stage is not None else None
     wrong, runs, plan = [], {}, None
     for role, entry in entries.items():

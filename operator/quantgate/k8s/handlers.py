@@ -218,7 +218,8 @@ def _wake(dep: tuple[str, str, str]) -> None:
 
 
 def _unsettled(body) -> bool:
-    return not st.is_settled(body.get("status"), body.get("metadata", {}).get("generation", 1))
+    """Routing only: phase and observedGeneration, parsed (the reconcile parses the whole status)."""
+    return not st.settled_on_the_wire(body.get("status"), body.get("metadata", {}).get("generation", 1))
 
 
 def observe_evaluation(type: str, namespace: str, name: str, body) -> None:

@@ -78,7 +78,7 @@ def settled(child: dict | None) -> bool:
     """The child reached Succeeded or Failed for its current generation."""
     if child is None:
         return False
-    return st.is_settled(child.get("status"), child["metadata"].get("generation", 1))
+    return st.settled_on_the_wire(child.get("status"), child["metadata"].get("generation", 1))
 
 
 def row(candidate: mapi.MatrixCandidate, evaluation: str, child: dict | None, matrix_uid: str,

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 
 from pydantic import ValidationError
 
-from quantgate.api.v1alpha1 import ModelEvaluationSpec, Phase
+from quantgate.api.v1alpha1 import ModelEvaluationSpec, ModelEvaluationStatus, Phase
 from quantgate.errors import QuantgateError
 from quantgate.k8s import (ca_bundles, code_job, egress_policy, endpoints, kueue, memory, names, scaleout, stages,
                            trust, verified)
@@ -36,6 +36,24 @@ from quantgate.k8s.settings import Settings
 from quantgate.k8s.trust import Untrusted
 
 log = logging.getLogger("quantgate.reconcile")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The evaluation as last read or written: the object as the API server returned it (its
+    metadata: names, generation, the resourceVersion a patch is guarded by) and its status,
+    parsed once into the API type."""
+
+    body: dict
+    status: ModelEvaluationStatus
+
+    @property
+    def meta(self) -> dict:
+        return self.body["metadata"]
+
+    @property
+    def generation(self) -> int:
+        return self.body["metadata"].get("generation", 1)
 
 
 @dataclass(frozen=True)
@@ -145,7 +163,7 @@ class Reconciler:
         self.preflight = endpoints.PreflightCache(settings.preflight_cache_s,
                                                   failure_ttl_s=settings.preflight_failure_cache_s,
                                                   parallel=settings.preflight_parallel)
-        self._seen = threading.local()  # the status this thread's reconcile last read or wrote
+        self._seen = threading.local()  # the status (typed) this thread's reconcile last read or wrote
 
     # ---- entry point -------------------------------------------------------------------
     def _lock(self, key) -> threading.Lock:
@@ -175,57 +193,77 @@ class Reconciler:
                     body = self.cluster.get_evaluation(namespace, name)
                 if body is None or body["metadata"].get("deletionTimestamp"):
                     return None
-                self._seen.status = body.get("status")
+                seen = None
                 try:
-                    self._step(body, job, isvc_cache)
-                    return self.requeue_after(self._seen.status, body["metadata"].get("generation", 1))
+                    seen = self._observe(body)
+                    if seen is None:  # its status does not validate: Failed (InvalidStatus), nothing to follow
+                        return None
+                    self._seen.status = seen.status
+                    self._step(seen, job, isvc_cache)
+                    return self.requeue_after(self._seen.status, seen.generation)
                 except Conflict:
                     body = job = None  # someone (an edit, an earlier patch) moved it: re-read
                 except ValidationError as exc:
+                    if seen is None:
+                        raise
                     # A status the operator built that its own API type refuses: a bug, never fixed by
                     # retrying. Fail closed, saying what, instead of retrying forever.
                     message = f"the operator built an invalid status ({exc.title} {_model_error(exc, '')}); " \
                               "please report it"
                     log.error("%s/%s: %s", namespace, name, message)
-                    self._fail(body, "OperatorError", message)
+                    self._fail(seen, "OperatorError", message)
                     return None
             raise Conflict(f"{namespace}/{name}: five conflicting writes in a row")
 
-    def requeue_after(self, status: dict | None, generation: int) -> float | None:
+    def requeue_after(self, status: ModelEvaluationStatus | None, generation: int) -> float | None:
         """When to look again at an evaluation in this state, events aside."""
         if st.is_settled(status, generation):
             return None
-        if (status or {}).get("phase") == Phase.RUNNING.value:
+        if status is not None and status.phase == Phase.RUNNING:
             return self.settings.running_requeue_s  # a Job deleted without an event still ends it
         return self.settings.poll_interval_s
 
     # ---- the state machine -------------------------------------------------------------
-    def _patch(self, body: dict, patch: dict) -> dict:
+    def _observe(self, body: dict) -> Observed | None:
+        """The evaluation with its status parsed (the one place it is). A status that does not
+        validate was not written by the operator: nothing in it is trusted, the evaluation fails
+        closed (InvalidStatus) and None is returned."""
+        try:
+            return Observed(body, st.parse(body.get("status")))
+        except ValidationError as exc:
+            self._invalid_status(body, exc)
+            return None
+
+    def _write(self, body: dict, patch: dict) -> dict:
         new = self.cluster.patch_status(body, patch)
-        self._seen.status = new.get("status")
         if self.metrics:
             m = new["metadata"]
             self.metrics.observe(m["namespace"], m["name"], new.get("status"))
         return new
 
-    def _step(self, body: dict, job: dict | None = None, isvc_cache=None) -> None:
-        meta = body["metadata"]
-        ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
-        status = body.get("status") or {}
-        if st.is_settled(status, gen):
+    def _patch(self, seen: Observed, patch: dict) -> Observed:
+        """Write a status patch (guarded by the resourceVersion read); the evaluation as written."""
+        new = self._write(seen.body, patch)
+        written = Observed(new, st.parse(new.get("status")))
+        self._seen.status = written.status
+        return written
+
+    def _step(self, seen: Observed, job: dict | None = None, isvc_cache=None) -> None:
+        ns, name, gen = seen.meta["namespace"], seen.meta["name"], seen.generation
+        if st.is_settled(seen.status, gen):
             return
         try:
-            spec = ModelEvaluationSpec.model_validate(body.get("spec") or {})
+            spec = ModelEvaluationSpec.model_validate(seen.body.get("spec") or {})
         except ValidationError as exc:
-            self._fail(body, "InvalidSpec", _model_error(exc), started=False)
+            self._fail(seen, "InvalidSpec", _model_error(exc), started=False)
             return
         fresh, start = False, None
-        if status.get("observedGeneration") != gen:
+        if seen.status.observed_generation != gen:
             # A brand-new evaluation (generation 1, never observed) has no older Jobs; its own
             # Job may exist only if we crashed right after creating it, which the
             # create-if-absent in _start_job finds. Its "new generation" patch is merged into
             # the next one (one write instead of two).
-            fresh = status.get("observedGeneration") is None and gen == 1
+            fresh = seen.status.observed_generation is None and gen == 1
             for job in [] if fresh else self.cluster.jobs_of(ns, name):
                 if job["metadata"].get("labels", {}).get(names.LABEL_GENERATION) != str(gen):
                     log.info("%s/%s: generation %s supersedes Job %s", ns, name, gen, job["metadata"]["name"])
@@ -233,72 +271,71 @@ class Reconciler:
                     if code_job.runs_code(job):
                         self.cluster.delete_network_policy(ns, egress_policy.policy_name(job["metadata"]["name"]))
             models = {"baseline": spec.baseline.describe(), "candidate": spec.candidate.describe()}
-            start = st.start_generation(gen, models, status)
+            start = st.start_generation(gen, models, seen.status)
             if not fresh:
-                body, start = self._patch(body, start), None
-                status = body.get("status") or {}
+                seen, start = self._patch(seen, start), None
 
-        stage = stages.current(spec, status)
+        stage = stages.current(spec, seen.status)
         job_name = names.job_name(name, gen, stage)
         if job is None or job["metadata"]["name"] != job_name:
             job = None if fresh else self.cluster.get_job(ns, job_name)
         if job is not None:
-            advanced = self._follow_job(body, spec, job)
+            advanced = self._follow_job(seen, spec, job)
             if advanced is None:
                 return
-            body, stage, job = advanced, stages.current(spec, advanced.get("status")), None  # next stage's Job
-            status, job_name = body.get("status") or {}, names.job_name(name, gen, stage)
-        if status.get("phase") == Phase.RUNNING.value and status.get("jobName") == job_name:
-            self._fail(body, "JobMissing", f"runner Job {job_name} disappeared before it finished")
+            seen, stage, job = advanced, stages.current(spec, advanced.status), None  # next stage's Job
+            job_name = names.job_name(name, gen, stage)
+        if seen.status.phase == Phase.RUNNING and seen.status.job_name == job_name:
+            self._fail(seen, "JobMissing", f"runner Job {job_name} disappeared before it finished")
             return
 
-        plan = self._plan(body, spec, isvc_cache)
+        plan = self._plan(seen, spec, isvc_cache)
         if isinstance(plan, Wait) and plan.phase == Phase.FAILED:  # e.g. an untrusted TLS certificate
-            self._fail(body, plan.reason, plan.message)
+            self._fail(seen, plan.reason, plan.message)
             return
         if isinstance(plan, Wait):  # not ready for a slot: it must not hold the queue's line
             self.queue.leave(ns, name)
-            self._wait(body, plan, start)
+            self._wait(seen, plan, start)
             return
-        self._start_job(body, spec, plan, job_name, start, stage)
+        self._start_job(seen, spec, plan, job_name, start, stage)
 
-    def _waited(self, status: dict) -> float:
-        started = st.parse_time(status.get("startedAt"))
+    def _waited(self, status: ModelEvaluationStatus) -> float:
+        started = st.parse_time(status.started_at)
         return (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
 
-    def _waited_for_endpoints(self, status: dict, generation: int) -> float:
+    def _waited_for_endpoints(self, status: ModelEvaluationStatus, generation: int) -> float:
         """How long this wait for endpoints has lasted: since condition EndpointsReady turned
         False (not since the evaluation started: time queued or waiting for a baseline does
         not count). 0 when it is not waiting for endpoints yet."""
-        cond = next((c for c in status.get("conditions") or [] if c.get("type") == st.ENDPOINTS_READY), None)
+        cond = next((c for c in status.conditions or [] if c.type == st.ENDPOINTS_READY), None)
         if cond is not None:
-            if cond.get("status") != "False" or cond.get("observedGeneration") != generation:
+            if cond.status != "False" or cond.observed_generation != generation:
                 return 0.0
-            since = st.parse_time(cond.get("lastTransitionTime"))
-        elif status.get("phase") == Phase.WAITING_FOR_ENDPOINTS.value:
-            since = st.parse_time(status.get("startedAt"))  # written before the condition existed
+            since = st.parse_time(cond.last_transition_time)
+        elif status.phase == Phase.WAITING_FOR_ENDPOINTS:
+            since = st.parse_time(status.started_at)  # written before the condition existed
         else:
             return 0.0
         return (datetime.now(timezone.utc) - since).total_seconds() if since else 0.0
 
-    def _wait(self, body: dict, wait: Wait, start: dict | None = None, endpoints_ready: bool | None = None) -> None:
-        status = body.get("status") or {}
-        gen = body["metadata"].get("generation", 1)
+    def _wait(self, seen: Observed, wait: Wait, start: dict | None = None,
+              endpoints_ready: bool | None = None) -> None:
+        status, gen = seen.status, seen.generation
         if wait.phase == Phase.WAITING_FOR_ENDPOINTS:
             endpoints_ready = False
             if start is None and self._waited_for_endpoints(status, gen) > self.settings.endpoint_timeout_s:
-                self._fail(body, "EndpointTimeout",
+                self._fail(seen, "EndpointTimeout",
                            f"gave up after {self.settings.endpoint_timeout_s:.0f}s: {wait.message}")
                 return
-        current = (status.get("phase"), status.get("reason"), status.get("message"))
-        if start is not None or current != (wait.phase.value, wait.reason, wait.message):
-            self._patch(body, {**(start or {}), **st.progress(wait.phase, wait.reason, wait.message, gen, status,
+        if start is not None or (status.phase, status.reason, status.message) != (wait.phase, wait.reason,
+                                                                                 wait.message):
+            self._patch(seen, {**(start or {}), **st.progress(wait.phase, wait.reason, wait.message, gen, status,
                                                               endpoints_ready=endpoints_ready)})
-            log.info("%s/%s: %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], wait.phase.value,
+            log.info("%s/%s: %s/%s: %s", seen.meta["namespace"], seen.meta["name"], wait.phase.value,
                      wait.reason, wait.message)
 
-    def _plan(self, body: dict, spec: ModelEvaluationSpec, isvc_cache=None) -> Wait | Ready:
-        ns = body["metadata"]["namespace"]
+    def _plan(self, seen: Observed, spec: ModelEvaluationSpec, isvc_cache=None) -> Wait | Ready:
+        ns = seen.meta["namespace"]
         waiting = Phase.WAITING_FOR_ENDPOINTS
         pending = Phase.PENDING
 
@@ -313,24 +350,28 @@ class Reconciler:
         key = reused = entry = None
         if spec.baseline.results_from:
             other = self.cluster.get_evaluation(ns, spec.baseline.results_from)
-            ostatus = (other or {}).get("status") or {}
-            reused = (ostatus.get("resultsRef") or {}).get("baseline")
+            try:
+                ostatus = st.parse((other or {}).get("status"))
+            except ValidationError:  # not the operator's status: nothing in it is trusted (its reconcile fails it)
+                return Wait(waiting, "BaselineResultsUnavailable",
+                            f"baseline.resultsFrom {spec.baseline.results_from}: its status does not validate")
+            reused = ostatus.results_ref.baseline if ostatus.results_ref is not None else None
             entry = trust.vouched(other, reused) if reused else None
-            if ostatus.get("phase") == Phase.FAILED.value:
+            if ostatus.phase == Phase.FAILED:
                 return Wait(waiting, "BaselineResultsUnavailable",
                             f"baseline.resultsFrom {spec.baseline.results_from} failed")
-            if ostatus.get("phase") != Phase.SUCCEEDED.value or not reused:
+            if ostatus.phase != Phase.SUCCEEDED or not reused:
                 # a baseline run takes hours: this waits without the endpoint timeout
                 return Wait(pending, "BaselineInProgress",
                             f"waiting for the results of baseline.resultsFrom {spec.baseline.results_from} "
-                            f"(phase {ostatus.get('phase') or 'unknown'})")
+                            f"(phase {ostatus.phase.value if ostatus.phase else 'unknown'})")
         else:
             resolved = endpoints.resolve(spec.baseline, get_isvc)
             if isinstance(resolved, endpoints.NotReady):
                 return Wait(waiting, resolved.reason, f"baseline: {resolved.message}")
             if self.settings.baseline_cache:
                 key = baseline_key(resolved.identity, resolved.model, spec)
-                stage = stages.current(spec, body.get("status"))
+                stage = stages.current(spec, seen.status)
                 if stage is not None:  # a stage's baseline: its own key, never a full run's
                     key = stages.stage_key(key, spec.progressive.stages, stage)
                 entry = self.cluster.cached_baseline(ns, key)
@@ -378,18 +419,18 @@ class Reconciler:
         except LookupError as exc:
             return Wait(Phase.WAITING_FOR_ENDPOINTS, "EndpointServiceNotFound", str(exc))
 
-    def _start_job(self, body: dict, spec: ModelEvaluationSpec, plan: Ready, job_name: str,
+    def _start_job(self, seen: Observed, spec: ModelEvaluationSpec, plan: Ready, job_name: str,
                    start: dict | None = None, stage: int | None = None) -> None:
-        meta = body["metadata"]
-        ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
-        status = body.get("status") or {}
+        meta = seen.meta
+        ns, name, gen = meta["namespace"], meta["name"], seen.generation
         ev = Evaluation(ns, name, meta["uid"], gen, spec, stage)
         job = build_job(ev, plan.baseline, plan.candidate, self.settings, baseline_key=plan.key)
         if plan.reused:
             job["metadata"]["annotations"] = {names.ANN_BASELINE_RESULTS: plan.reused}
         wait = None
         kueued = scaleout.suspended(job)  # Kueue admits it: its quota, not --max-concurrent, is the limit
-        order = ((start or status).get("startedAt") or "", meta.get("creationTimestamp") or "", ns, name)
+        started_at = start["startedAt"] if start is not None else seen.status.started_at  # the one written next
+        order = (started_at or "", meta.get("creationTimestamp") or "", ns, name)
         with self._capacity:  # count-then-reserve is one critical section; API calls stay outside
             active = self.active.all()
             free = self.settings.max_concurrent - len(active)
@@ -411,10 +452,10 @@ class Reconciler:
                     "runsBaseline": plan.baseline is not None, "at": time.monotonic(),
                 }
         if wait is not None:
-            self._wait(body, wait, start, endpoints_ready=True)
+            self._wait(seen, wait, start, endpoints_ready=True)
             return
         try:
-            if plan.egress is not None and not self._protect(body, job_name, plan.egress):
+            if plan.egress is not None and not self._protect(seen, job_name, plan.egress):
                 self.active.finished(ns, job_name)
                 return
             created = self.cluster.create_job(job)
@@ -424,10 +465,10 @@ class Reconciler:
         log.info("%s/%s: %s runner Job %s", ns, name, "created" if created else "found", job_name)
         if not created:  # made before a restart: it may even have finished already
             if start is not None:
-                body = self._patch(body, start)
+                seen = self._patch(seen, start)
             existing = self.cluster.get_job(ns, job_name)
             if existing is not None:
-                self._follow_job(body, spec, existing)
+                self._follow_job(seen, spec, existing)
             return
         refs = results_refs(job_name, plan.reused)
         if plan.reused_entry:  # our own record that it was vouched for: verifiable after its producer moves on
@@ -437,58 +478,57 @@ class Reconciler:
         progressive = None
         if stage is not None:
             msg += f", stage {stage}/{len(spec.progressive.stages)} ({ev.fraction:.0%} of every task)"
-            progressive = {**(status.get("progressive") or {}), **stages.running(spec, stage)}
+            earlier = st.wire(seen.status.progressive) if seen.status.progressive is not None else {}
+            progressive = {**earlier, **stages.running(spec, stage)}
         phase, reason = Phase.RUNNING, "JobCreated"
         if kueued:
             self.active.finished(ns, job_name)
             phase, reason, msg = Phase.PENDING, "QueuedByKueue", kueue.waiting_message(job, None)
-        self._patch(body, {**(start or {}), **st.progress(phase, reason, msg, gen, status, endpoints_ready=True,
+        self._patch(seen, {**(start or {}), **st.progress(phase, reason, msg, gen, seen.status, endpoints_ready=True,
                                                           job_name=job_name, results_ref=refs, progressive=progressive)})
 
-    def _protect(self, body: dict, job_name: str, egress: egress_policy.Egress) -> bool:
+    def _protect(self, seen: Observed, job_name: str, egress: egress_policy.Egress) -> bool:
         """Create the Job's egress NetworkPolicy before the Job (its pod never runs without it). One this
         evaluation already owns (an attempt before a restart) is kept. False (and the evaluation Failed)
         when another object holds its name."""
-        meta = body["metadata"]
-        ns, name, gen = meta["namespace"], meta["name"], meta.get("generation", 1)
+        meta = seen.meta
+        ns, name, gen = meta["namespace"], meta["name"], seen.generation
         policy = egress_policy.egress_policy(job_name, ns, name, gen, names.owner_reference(name, meta["uid"]),
                                              egress.endpoints, egress.apiserver, egress.dns)
         taken = self.cluster.create_network_policy(policy)
         if taken is None or egress_policy.owned_by(taken, meta["uid"]):
             return True
-        self._fail(body, "EgressPolicyTaken", f"NetworkPolicy {policy['metadata']['name']} exists and is not "
+        self._fail(seen, "EgressPolicyTaken", f"NetworkPolicy {policy['metadata']['name']} exists and is not "
                                               "this evaluation's: its runner Job is not started")
         return False
 
-    def _follow_job(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> dict | None:
+    def _follow_job(self, seen: Observed, spec: ModelEvaluationSpec, job: dict) -> Observed | None:
         """Follow the generation's (or the current stage's) Job. Returns the evaluation as patched
         when a progressive stage completed without settling the verdict (the next stage's Job is
         due), else None."""
-        # it has its Job (e.g. found after a restart): out of the queue
-        self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
-        status = body.get("status") or {}
-        gen = body["metadata"].get("generation", 1)
+        ns = seen.meta["namespace"]
+        self.queue.leave(ns, seen.meta["name"])  # it has its Job (e.g. found after a restart): out of the queue
+        status, gen = seen.status, seen.generation
         job_name = job["metadata"]["name"]
         outcome, message = st.job_outcome(job)
         if outcome is not None:  # it holds no runner slot any more (a next stage's Job may take it now)
-            self.active.finished(body["metadata"]["namespace"], job_name)
+            self.active.finished(ns, job_name)
         if outcome == "Failed":
             refused = self._refusal(job)
             if refused:
-                self._fail(body, "EndpointRefused", refused)
+                self._fail(seen, "EndpointRefused", refused)
             else:
-                self._fail(body, "JobFailed", f"runner Job {job_name} failed: {message}")
+                self._fail(seen, "JobFailed", f"runner Job {job_name} failed: {message}")
         elif outcome == "Complete":
-            return self._finish(body, spec, job)
+            return self._finish(seen, spec, job)
         elif scaleout.suspended(job):  # waits for Kueue's admission; the poller revisits it
-            message = kueue.waiting_message(job, kueue.workload_of(self.cluster, body["metadata"]["namespace"], job))
-            if (status.get("phase"), status.get("reason"), status.get("message")) != \
-                    (Phase.PENDING.value, "QueuedByKueue", message):
-                self._patch(body, st.progress(Phase.PENDING, "QueuedByKueue", message, gen, status, job_name=job_name,
+            message = kueue.waiting_message(job, kueue.workload_of(self.cluster, ns, job))
+            if (status.phase, status.reason, status.message) != (Phase.PENDING, "QueuedByKueue", message):
+                self._patch(seen, st.progress(Phase.PENDING, "QueuedByKueue", message, gen, status, job_name=job_name,
                                               results_ref=results_refs(job_name, reused_baseline(job))))
-        elif status.get("phase") != Phase.RUNNING.value or status.get("jobName") != job_name:
+        elif status.phase != Phase.RUNNING or status.job_name != job_name:
             refs = results_refs(job_name, reused_baseline(job))
-            self._patch(body, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
+            self._patch(seen, st.progress(Phase.RUNNING, "JobRunning", f"runner Job {job_name} running", gen,
                                           status, job_name=job_name, results_ref=refs))
         return None
 
@@ -499,14 +539,14 @@ class Reconciler:
         roles = ("candidate",) if refs["baselineReused"] else ("baseline", "candidate")
         return verified.refusal(self.cluster, job["metadata"]["namespace"], refs, roles, job, self.settings)
 
-    def _finish(self, body: dict, spec: ModelEvaluationSpec, job: dict) -> dict | None:
+    def _finish(self, seen: Observed, spec: ModelEvaluationSpec, job: dict) -> Observed | None:
         from quantgate.decision import compare
 
-        meta = body["metadata"]
-        ns, gen = meta["namespace"], meta.get("generation", 1)
+        meta, body = seen.meta, seen.body
+        ns, gen = meta["namespace"], seen.generation
         job_name = job["metadata"]["name"]
         refs = results_refs(job_name, reused_baseline(job))
-        stage = stages.current(spec, body.get("status"))
+        stage = stages.current(spec, seen.status)
         ev = Evaluation(ns, meta["name"], meta.get("uid", ""), gen, spec, stage)
         progressive: dict | None = None  # a progressive evaluation's last look, written with the verdict
         open_stage = None  # (look, cached baseline stages) of a stage that leaves the verdict open
@@ -526,7 +566,7 @@ class Reconciler:
                         comparison = compare(run.baseline, run.candidate, policy_of(spec))
                     else:
                         lk = stages.look(run, spec, policy_of(spec), stage, f"{ns}/{job_name}")
-                        cached = stages.cache_entries(body.get("status"), run.evidence.get("baselineCache"),
+                        cached = stages.cache_entries(seen.status, run.evidence.get("baselineCache"),
                                                       *verified.reused_pieces(run.evidence))
                         if not lk.stop:
                             open_stage = (lk, cached)
@@ -542,13 +582,13 @@ class Reconciler:
                 del run  # the decoded result sets; the comparison keeps what status needs
             memory.trim()  # decoded result sets can be tens of MB: give the pages back
         if failure:
-            self._fail(body, *failure)
+            self._fail(seen, *failure)
             return None
         if open_stage is not None:
             lk, cached = open_stage
-            return self._next_stage(body, spec, lk, ev.fraction, job_name, refs, cached)
-        seconds = self._waited(body.get("status") or {})
-        self._patch(body, st.succeeded(comparison, gen, body.get("status"), refs, evidence=evidence,
+            return self._next_stage(seen, spec, lk, ev.fraction, job_name, refs, cached)
+        seconds = self._waited(seen.status)
+        self._patch(seen, st.succeeded(comparison, gen, seen.status, refs, evidence=evidence,
                                        progressive=progressive))
         verdict = comparison.verdict.value
         note = f"{verdict}: average drop {comparison.average_drop:.2f}%" + (
@@ -563,30 +603,50 @@ class Reconciler:
         log.info("%s/%s generation %s: %s", ns, meta["name"], gen, note)
         return None
 
-    def _next_stage(self, body: dict, spec: ModelEvaluationSpec, lk, fraction: float, job_name: str,
-                    refs: dict, cached: list[dict]) -> dict:
+    def _next_stage(self, seen: Observed, spec: ModelEvaluationSpec, lk, fraction: float, job_name: str,
+                    refs: dict, cached: list[dict]) -> Observed:
         """A stage that leaves the verdict open: record its look and move on to the next stage
         (whose Job the caller creates). Returns the evaluation as patched."""
-        meta = body["metadata"]
+        meta = seen.meta
         msg = stages.stage_message(lk, fraction)
-        new = self._patch(body, st.progress(Phase.RUNNING, "StageComplete", msg, meta.get("generation", 1),
-                                            body.get("status"), job_name=job_name, results_ref=refs,
+        new = self._patch(seen, st.progress(Phase.RUNNING, "StageComplete", msg, seen.generation,
+                                            seen.status, job_name=job_name, results_ref=refs,
                                             progressive={**stages.looked(lk, spec),
                                                          "baselineCache": cached or None}))
-        self.cluster.event(body, "Normal", "StageComplete", msg)
+        self.cluster.event(seen.body, "Normal", "StageComplete", msg)
         log.info("%s/%s: %s", meta["namespace"], meta["name"], msg)
         return new
 
-    def _fail(self, body: dict, reason: str, message: str, started: bool = True) -> None:
-        status = body.get("status") or {}
-        gen = body["metadata"].get("generation", 1)
-        self.queue.leave(body["metadata"]["namespace"], body["metadata"]["name"])
+    def _fail(self, seen: Observed, reason: str, message: str, started: bool = True) -> None:
+        status, gen = seen.status, seen.generation
+        self.queue.leave(seen.meta["namespace"], seen.meta["name"])
         if st.is_settled(status, gen):
             return
-        seconds = self._waited(status) if started and status.get("observedGeneration") == gen else None
-        self._patch(body, st.failed(reason, message, gen, status))
+        seconds = self._waited(status) if started and status.observed_generation == gen else None
+        self._patch(seen, st.failed(reason, message, gen, status))
+        self._failed(seen.body, reason, message, seconds)
+
+    def _failed(self, body: dict, reason: str, message: str, seconds: float | None) -> None:
+        """Tell that the evaluation failed: an event, the failure metric, the log."""
         self.cluster.event(body, "Warning", "Failed", f"{reason}: {message}")
         if self.metrics:
             self.metrics.count_failure(reason, seconds)
         log.warning("%s/%s generation %s failed: %s: %s", body["metadata"]["namespace"],
-                    body["metadata"]["name"], gen, reason, message)
+                    body["metadata"]["name"], body["metadata"].get("generation", 1), reason, message)
+
+    def _invalid_status(self, body: dict, exc: ValidationError) -> None:
+        """Fail closed on a status that does not validate: no verdict is kept or derived from it.
+        Once: a status this already failed (a field the patch could not remove) is left alone."""
+        meta = body["metadata"]
+        gen = meta.get("generation", 1)
+        self.queue.leave(meta["namespace"], meta["name"])
+        wire = body.get("status")
+        if isinstance(wire, dict) and (wire.get("phase"), wire.get("reason"), wire.get("observedGeneration")) == \
+                (Phase.FAILED.value, st.INVALID_STATUS, gen):
+            return
+        more = len(exc.errors()) - 1
+        message = f"{_model_error(exc, 'status.')}{f' (and {more} more)' if more else ''}: the status does not " \
+                  "validate (not written by the operator); no verdict is kept or derived from it; set a new " \
+                  "spec.rerun to evaluate again"
+        self._write(body, st.invalid(message, gen, exc))
+        self._failed(body, st.INVALID_STATUS, message, None)

@@ -19,17 +19,18 @@ import hashlib
 import math
 from collections.abc import Sequence
 
-from quantgate.api.v1alpha1 import ModelEvaluationSpec
+from quantgate.api.v1alpha1 import ModelEvaluationSpec, ModelEvaluationStatus
 from quantgate.decision.progressive import Look
+from quantgate.k8s.status import wire
 
 
-def current(spec: ModelEvaluationSpec, status: dict | None) -> int | None:
+def current(spec: ModelEvaluationSpec, status: ModelEvaluationStatus | None) -> int | None:
     """The stage whose Job this generation runs now; None when the evaluation is not progressive.
     The stage lives in status.progressive, which starting a generation clears."""
     if spec.progressive is None:
         return None
-    stage = ((status or {}).get("progressive") or {}).get("stage")
-    if isinstance(stage, int) and not isinstance(stage, bool) and 1 <= stage <= len(spec.progressive.stages):
+    stage = status.progressive.stage if status is not None and status.progressive is not None else None
+    if stage is not None and 1 <= stage <= len(spec.progressive.stages):
         return stage
     return 1
 
@@ -50,12 +51,13 @@ def stage_key(baseline_key: str, shares: Sequence[float], stage: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-def cache_entries(status: dict | None, *new: dict | None) -> list[dict]:
-    """status.progressive.baselineCache with `new` added: a stage's entry just written, and the
-    entries of other evaluations a stage reused (recorded as vouched for when verified, so a
-    later stage can still merge them after their producer moved on to a new generation)."""
-    old = ((status or {}).get("progressive") or {}).get("baselineCache") or []
-    out = [e for e in old if isinstance(e, dict)]
+def cache_entries(status: ModelEvaluationStatus | None, *new: dict | None) -> list[dict]:
+    """status.progressive.baselineCache (wire form) with `new` added: a stage's entry just
+    written, and the entries of other evaluations a stage reused (recorded as vouched for when
+    verified, so a later stage can still merge them after their producer moved on to a new
+    generation)."""
+    progressive = status.progressive if status is not None else None
+    out = [wire(e) for e in (progressive.baseline_cache if progressive is not None else None) or []]
     for entry in new:
         if entry and all(e.get("name") != entry.get("name") for e in out):
             out.append(entry)

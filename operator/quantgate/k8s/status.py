@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from quantgate.api.v1alpha1 import ModelEvaluationStatus, Phase
+from pydantic import BaseModel, ValidationError
+
+from quantgate.api.v1alpha1 import Condition, ModelEvaluationStatus, Phase
 from quantgate.decision.model import Comparison
 
 # Fields that describe a verdict; cleared (null in a merge patch) whenever there is none.
@@ -23,14 +25,26 @@ VERDICT_FIELDS = ("verdict", "profile", "aggregate", "drop_mode", "average_drop"
                   "evidence")
 NO_VERDICT = dict.fromkeys(VERDICT_FIELDS)
 VERDICT_KEYS = tuple(ModelEvaluationStatus.model_fields[f].alias or f for f in VERDICT_FIELDS)  # as on the wire
-TERMINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
+TERMINAL = (Phase.SUCCEEDED, Phase.FAILED)
+INVALID_STATUS = "InvalidStatus"  # the reason of a status that does not validate
 ENDPOINTS_READY = "EndpointsReady"  # False while waiting for endpoints: the endpoint timeout's clock
+
+
+def wire(model: BaseModel) -> dict:
+    """The wire form of an API value with exactly the fields it was given (None included)."""
+    return model.model_dump(by_alias=True, exclude_unset=True, mode="json")
 
 
 def _patch(**fields) -> dict:
     """The merge patch of these status fields (Python names or wire names), validated as
     ModelEvaluationStatus: exactly the given fields, None deleting one."""
-    return ModelEvaluationStatus.model_validate(fields).model_dump(by_alias=True, exclude_unset=True, mode="json")
+    return wire(ModelEvaluationStatus.model_validate(fields))
+
+
+def parse(status: dict | None) -> ModelEvaluationStatus:
+    """A status as read from the API server, typed; raises ValidationError when it does not
+    validate (someone other than the operator wrote it)."""
+    return ModelEvaluationStatus.model_validate(status or {})
 
 
 def now() -> str:
@@ -43,22 +57,28 @@ def parse_time(text: str | None) -> datetime | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
-def condition(ctype: str, status: str, reason: str, message: str, generation: int, previous: list | None,
-              at: str) -> dict:
-    old = next((c for c in previous or [] if c.get("type") == ctype), None)
-    since = old.get("lastTransitionTime") if old and old.get("status") == status else None
+def _conditions(previous: ModelEvaluationStatus | None) -> list[Condition] | None:
+    return previous.conditions if previous is not None else None
+
+
+def condition(ctype: str, status: str, reason: str, message: str, generation: int,
+              previous: list[Condition] | None, at: str) -> dict:
+    old = next((c for c in previous or [] if c.type == ctype), None)
+    since = old.last_transition_time if old and old.status == status else None
     return {"type": ctype, "status": status, "reason": reason, "message": message,
             "lastTransitionTime": since or at, "observedGeneration": generation}
 
 
-def _not_evaluated(generation: int, reason: str, message: str, previous: list | None, at: str) -> list[dict]:
+def _not_evaluated(generation: int, reason: str, message: str, previous: list[Condition] | None,
+                   at: str) -> list[dict]:
     return [
         condition("Evaluated", "False", reason, message, generation, previous, at),
         condition("Promotable", "False", reason, "no verdict for this generation", generation, previous, at),
     ]
 
 
-def start_generation(generation: int, models: dict, previous: dict | None, at: str | None = None) -> dict:
+def start_generation(generation: int, models: dict, previous: ModelEvaluationStatus | None,
+                     at: str | None = None) -> dict:
     """A new spec generation: back to Pending, the old verdict and its Job forgotten."""
     at = at or now()
     return _patch(**NO_VERDICT, phase=Phase.PENDING, reason="NewGeneration",
@@ -66,10 +86,10 @@ def start_generation(generation: int, models: dict, previous: dict | None, at: s
                   promotable=False, job_name=None, results_ref=None, progressive=None, started_at=at,
                   finished_at=None,
                   conditions=_not_evaluated(generation, "NewGeneration", "evaluation of this generation started",
-                                            (previous or {}).get("conditions"), at))
+                                            _conditions(previous), at))
 
 
-def progress(phase: Phase, reason: str, message: str, generation: int, previous: dict | None,
+def progress(phase: Phase, reason: str, message: str, generation: int, previous: ModelEvaluationStatus | None,
              at: str | None = None, endpoints_ready: bool | None = None, *, job_name: str | None = None,
              results_ref: dict | None = None, progressive: dict | None = None) -> dict:
     """Pending / WaitingForEndpoints / Running with a reason; no verdict. `endpoints_ready`
@@ -77,7 +97,7 @@ def progress(phase: Phase, reason: str, message: str, generation: int, previous:
     wait for endpoints began. The runner Job, its results and a progressive evaluation's look
     are written when given."""
     at = at or now()
-    prev = (previous or {}).get("conditions")
+    prev = _conditions(previous)
     conditions = _not_evaluated(generation, reason, message, prev, at)
     if endpoints_ready is not None:
         conditions.append(condition(ENDPOINTS_READY, "True" if endpoints_ready else "False",
@@ -88,27 +108,36 @@ def progress(phase: Phase, reason: str, message: str, generation: int, previous:
     return _patch(phase=phase, reason=reason, message=message, promotable=False, conditions=conditions, **given)
 
 
-def failed(reason: str, message: str, generation: int, previous: dict | None, at: str | None = None) -> dict:
+def failed(reason: str, message: str, generation: int, previous: ModelEvaluationStatus | None,
+           at: str | None = None) -> dict:
     """Failed: fail closed, no verdict, never promotable."""
     at = at or now()
     return _patch(**NO_VERDICT, phase=Phase.FAILED, reason=reason, message=message, promotable=False,
                   observed_generation=generation, finished_at=at,
-                  conditions=_not_evaluated(generation, reason, message, (previous or {}).get("conditions"), at))
+                  conditions=_not_evaluated(generation, reason, message, _conditions(previous), at))
 
 
-def succeeded(comparison: Comparison, generation: int, previous: dict | None, results_ref: dict,
+def invalid(message: str, generation: int, exc: ValidationError, at: str | None = None) -> dict:
+    """Failed, reason InvalidStatus: the status read does not validate (someone other than the
+    operator wrote it), so nothing in it is trusted: no verdict, and the top-level fields that do
+    not validate removed (null), so the status written validates and settles."""
+    refused = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+    return {**dict.fromkeys(sorted(refused)), **failed(INVALID_STATUS, message, generation, None, at)}
+
+
+def succeeded(comparison: Comparison, generation: int, previous: ModelEvaluationStatus | None, results_ref: dict,
               at: str | None = None, *, evidence: dict | None = None, progressive: dict | None = None) -> dict:
     """The one patch that carries a verdict (with the evidence it was derived from, and a
     progressive evaluation's last look)."""
     at = at or now()
-    wire = comparison.dump()
-    verdict = wire["verdict"]
+    compared = comparison.dump()
+    verdict = compared["verdict"]
     promotable = bool(comparison.verdict.promotable)
     summary = f"{verdict}: average drop {comparison.average_drop:.2f}%"
     if comparison.reasons:
         summary += f"; {comparison.reasons[0]}"
-    prev = (previous or {}).get("conditions")
-    verdict_fields = {k: wire.get(ModelEvaluationStatus.model_fields[k].alias or k) for k in VERDICT_FIELDS}
+    prev = _conditions(previous)
+    verdict_fields = {k: compared.get(ModelEvaluationStatus.model_fields[k].alias or k) for k in VERDICT_FIELDS}
     verdict_fields["evidence"] = evidence
     return _patch(**verdict_fields, phase=Phase.SUCCEEDED, reason=verdict, message=summary, promotable=promotable,
                   observed_generation=generation, finished_at=at, results_ref=results_ref,
@@ -121,10 +150,20 @@ def succeeded(comparison: Comparison, generation: int, previous: dict | None, re
                   ])
 
 
-def is_settled(status: dict | None, generation: int) -> bool:
+def is_settled(status: ModelEvaluationStatus | None, generation: int) -> bool:
     """Nothing left to do for this generation."""
-    status = status or {}
-    return status.get("observedGeneration") == generation and status.get("phase") in TERMINAL
+    return status is not None and status.observed_generation == generation and status.phase in TERMINAL
+
+
+def settled_on_the_wire(status: dict | None, generation: int) -> bool:
+    """is_settled for a status as a watch delivered it (event routing): only phase and
+    observedGeneration are parsed. A status whose two fields do not validate is not settled
+    (its reconcile parses the whole status and fails it closed, InvalidStatus)."""
+    routing = {k: v for k, v in (status or {}).items() if k in ("phase", "observedGeneration")}
+    try:
+        return is_settled(ModelEvaluationStatus.model_validate(routing), generation)
+    except ValidationError:
+        return False
 
 
 def job_outcome(job: dict) -> tuple[str | None, str]:
